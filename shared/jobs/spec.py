@@ -1,0 +1,86 @@
+"""The job spec: what a team asks for, with every default filled in and stored with the job.
+
+`JobSpecIn` is what the API accepts; `JobSpec` is the same shape after defaults are resolved. The
+spec is plain data so that the pipeline can be run from it without the API or the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TaskName = Literal["text-classification"]
+MethodName = Literal["full", "lora", "freeze"]
+
+
+class ColumnMapping(BaseModel):
+    """Which columns of the uploaded file hold the text, the label and the optional second text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = "text"
+    label: str = "label"
+    text_pair: str | None = None
+
+
+class LoraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, le=512)
+    alpha: int = Field(16, ge=1, le=4096)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # None lets the pipeline pick the attention projections of the base model's architecture.
+    target_modules: list[str] | None = None
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(3.0, gt=0, le=100)
+    learning_rate: float = Field(5e-5, gt=0, le=1.0)
+    batch_size: int = Field(16, ge=1, le=4096)
+    eval_batch_size: int = Field(64, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    max_seq_length: int = Field(128, ge=8, le=8192)
+    seed: int = Field(42, ge=0)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    # For method "freeze": how many of the top encoder layers train beside the head.
+    freeze_top_layers: int = Field(2, ge=0, le=1000)
+    early_stopping_patience: int | None = Field(None, ge=1, le=100)
+    gradient_checkpointing: bool = False
+    # Checkpoint every N optimizer steps (None: once per epoch).
+    save_steps: int | None = Field(None, ge=1)
+    save_total_limit: int = Field(2, ge=1, le=100)
+    logging_steps: int = Field(5, ge=1)
+
+
+class JobSpec(BaseModel):
+    """A job spec with defaults filled in. Dataset and base model fields are references by id/name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str
+    task: TaskName = "text-classification"
+    method: MethodName = "full"
+    train_dataset_id: uuid.UUID
+    validation_dataset_id: uuid.UUID | None = None
+    validation_split: float | None = Field(None, gt=0.0, lt=0.5)
+    test_dataset_id: uuid.UUID | None = None
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("base_model must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _one_validation_source(self) -> JobSpec:
+        if self.validation_dataset_id is not None and self.validation_split is not None:
+            raise ValueError("give validation_dataset_id or validation_split, not both")
+        return self
