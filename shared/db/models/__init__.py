@@ -1,0 +1,8 @@
+"""All tables, imported here so that Alembic's autogenerate sees every model."""
+
+from shared.db.models.base_model import BaseModelEntry
+from shared.db.models.dataset import Dataset
+from shared.db.models.job import Checkpoint, Job, JobEvent, JobMetricPoint
+from shared.db.models.team import ApiKey, Team
+
+__all__ = ["ApiKey", "BaseModelEntry", "Checkpoint", "Dataset", "Job", "JobEvent", "JobMetricPoint", "Team"]

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db.base import Base, Timestamps, UUIDPrimaryKey
+
+
+class BaseModelEntry(UUIDPrimaryKey, Timestamps, Base):
+    """A base model in the catalog that admins fill. (Named to stay clear of pydantic's BaseModel.)
+
+    `source` is where the weights are: `local:/abs/path`, `package:<python package>` for a model
+    that ships inside an installed package, or `store:<object-store prefix>`.
+    """
+
+    __tablename__ = "base_models"
+
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    task_family: Mapped[str] = mapped_column(sa.String(50))
+    source: Mapped[str] = mapped_column(sa.String(1000))
+    description: Mapped[str | None] = mapped_column(sa.Text())

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db.base import Base, BigIntId, Timestamps, UUIDPrimaryKey, utcnow
+from shared.jobs.states import JobStatus
+
+JOB_STATUS_TYPE = sa.Enum(
+    JobStatus,
+    name="job_status",
+    native_enum=False,
+    create_constraint=True,
+    length=20,
+    values_callable=lambda statuses: [status.value for status in statuses],
+)
+
+
+class Job(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "jobs"
+    __table_args__ = (sa.UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency"),)
+
+    team_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    base_model_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("base_models.id"))
+    train_dataset_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("datasets.id"), index=True)
+    validation_dataset_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("datasets.id"))
+    test_dataset_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("datasets.id"))
+
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    status: Mapped[JobStatus] = mapped_column(JOB_STATUS_TYPE, default=JobStatus.QUEUED, index=True)
+    attempt: Mapped[int] = mapped_column(sa.Integer(), default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
+    # The spec as it ran, with every default filled in.
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    latest_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    task_id: Mapped[str | None] = mapped_column(sa.String(200))
+
+    error_code: Mapped[str | None] = mapped_column(sa.String(100))
+    error_message: Mapped[str | None] = mapped_column(sa.Text())
+    error_stage: Mapped[str | None] = mapped_column(sa.String(50))
+
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class JobEvent(Base):
+    """One thing that happened to a job: a transition, a progress report, a checkpoint, a log line."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(sa.String(30))
+    from_status: Mapped[str | None] = mapped_column(sa.String(20))
+    to_status: Mapped[str | None] = mapped_column(sa.String(20))
+    message: Mapped[str | None] = mapped_column(sa.Text())
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow
+    )
+
+
+class JobMetricPoint(Base):
+    __tablename__ = "job_metric_points"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    value: Mapped[float] = mapped_column(sa.Float())
+    step: Mapped[int] = mapped_column(sa.Integer())
+    epoch: Mapped[float | None] = mapped_column(sa.Float())
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow
+    )
+
+
+class Checkpoint(UUIDPrimaryKey, Base):
+    __tablename__ = "checkpoints"
+    __table_args__ = (sa.UniqueConstraint("job_id", "step", name="uq_checkpoints_job_step"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(sa.Integer())
+    epoch: Mapped[float | None] = mapped_column(sa.Float())
+    object_prefix: Mapped[str] = mapped_column(sa.String(500))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger())
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow
+    )

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared.db.base import Base, Timestamps, UUIDPrimaryKey
+
+
+class Team(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "teams"
+
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="team", lazy="raise")
+
+
+class ApiKey(UUIDPrimaryKey, Timestamps, Base):
+    """An API key. Only an HMAC of the secret is stored; `prefix` finds the row without it."""
+
+    __tablename__ = "api_keys"
+
+    team_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64))
+    is_admin: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    team: Mapped[Team] = relationship(back_populates="api_keys", lazy="raise")

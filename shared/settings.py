@@ -1,0 +1,103 @@
+"""Temper's settings: one object, read from `TEMPER_*` environment variables.
+
+With nothing set, Temper runs embedded: SQLite, a filesystem broker, a local object-store directory
+and a local model repository, all under `./var/`. Production is chosen by URLs (Postgres, Redis,
+MinIO), and then placeholder secrets are refused.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the placeholder itself, refused outside local use
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TEMPER_", env_file=".env", extra="ignore")
+
+    environment: Literal["local", "test", "staging", "production"] = "local"
+    data_dir: Path = Path("var")
+
+    # Adapters. None means the embedded default under data_dir.
+    database_url: str | None = None
+    broker_url: str | None = None
+    object_store_url: str | None = None
+    object_store_access_key: SecretStr | None = None
+    object_store_secret_key: SecretStr | None = None
+    object_store_region: str | None = None
+    model_repository_url: str | None = None
+    triton_url: str | None = None
+
+    # Secrets. The key pepper keys the HMAC under which API keys are stored.
+    api_key_pepper: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    bootstrap_admin_key: SecretStr | None = None
+
+    # Limits.
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    max_dataset_rows: int = Field(1_000_000, ge=2)
+    max_text_chars: int = Field(20_000, ge=1)
+    max_concurrent_jobs_per_team: int = Field(4, ge=1)
+
+    presigned_url_expiry: timedelta = timedelta(hours=1)
+    cancel_grace: timedelta = timedelta(seconds=60)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_url: str = "http://127.0.0.1:8000"
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_local(self) -> Settings:
+        if self.environment in ("staging", "production"):
+            if self.api_key_pepper.get_secret_value() == PLACEHOLDER_SECRET:
+                raise ValueError("TEMPER_API_KEY_PEPPER is the placeholder; set a real secret")
+            secret = self.object_store_secret_key
+            if self.object_store_url and self.object_store_url.startswith("s3") and (
+                secret is None or secret.get_secret_value() in ("", PLACEHOLDER_SECRET, "minioadmin")
+            ):
+                raise ValueError("TEMPER_OBJECT_STORE_SECRET_KEY is missing or a placeholder")
+        return self
+
+    @property
+    def data_root(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_root / 'temper.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_directory(self) -> Path:
+        return self.data_root / "broker"
+
+    @property
+    def resolved_object_store_url(self) -> str:
+        return self.object_store_url or f"file://{self.data_root / 'objects'}"
+
+    @property
+    def resolved_model_repository_url(self) -> str:
+        return self.model_repository_url or f"file://{self.data_root / 'model_repository'}"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for workers: downloaded datasets, models, checkpoints in progress."""
+        return self.data_root / "work"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.broker_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
