@@ -1,0 +1,1 @@
+"""Export stage: ONNX export and parity checks, ONNX Runtime variants, TensorRT engines."""
