@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-
-class ExportError(Exception):
-    """An export step failed for a reason the job records (code, message, details)."""
-
-    code = "export_failed"
-
-    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
+from shared.errors import StageError
 
 
-class ExportMismatch(ExportError):
+class ExportMismatch(StageError):
     """An exported variant does not reproduce the PyTorch model within its tolerance."""
 
     code = "export_mismatch"
 
 
-class TensorRTUnavailable(ExportError):
+class TensorRTUnavailable(StageError):
     """No engine can be built here; the caller records `tensorrt: skipped (<reason>)`."""
 
     code = "tensorrt_unavailable"
