@@ -1,0 +1,98 @@
+"""pytest fixtures for an S3-compatible server on loopback: moto's server, run as a subprocess.
+
+A real HTTP server (not in-process mocking) so that the MinIO client, its signing, multipart
+uploads and presigned URLs are exercised over the wire exactly as against MinIO.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.storage.s3 import MinioObjectStore
+
+S3_ACCESS_KEY = "testing"
+S3_SECRET_KEY = "testing"
+S3_REGION = "us-east-1"
+
+_STARTUP_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start moto's S3 server on a free loopback port; yield its endpoint "127.0.0.1:PORT"."""
+    port = _free_loopback_port()
+    log_path = tmp_path_factory.mktemp("s3_server") / "moto.log"
+    # The log goes to a file, not a pipe: a pipe nobody drains would block the server once full.
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_answering(process, port, log_path)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def s3_store(s3_server: str) -> Iterator[MinioObjectStore]:
+    """A MinioObjectStore on a fresh bucket of the session's server, emptied afterwards."""
+    store = MinioObjectStore(
+        endpoint=s3_server,
+        access_key=S3_ACCESS_KEY,
+        secret_key=S3_SECRET_KEY,
+        bucket=f"temper-test-{uuid.uuid4().hex[:16]}",
+        region=S3_REGION,
+    )
+    store.ensure_bucket()
+    yield store
+    for info in list(store.list()):
+        store.delete(info.key)
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_answering(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"moto S3 server exited with code {process.returncode} before answering; "
+                f"its output:\n{_tail(log_path)}"
+            )
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1.0)
+            return
+        except httpx.TransportError as error:
+            last_error = error
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(
+        f"moto S3 server did not answer on 127.0.0.1:{port} within {_STARTUP_TIMEOUT_S:.0f}s "
+        f"(last error: {last_error}); its output:\n{_tail(log_path)}"
+    )
+
+
+def _tail(log_path: Path, max_chars: int = 4000) -> str:
+    return log_path.read_text(errors="replace")[-max_chars:]
