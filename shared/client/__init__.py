@@ -1,0 +1,1 @@
+"""Clients product apps use to call published Temper models."""
