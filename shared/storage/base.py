@@ -6,6 +6,7 @@ single-machine setup and MinIO/S3 in production. Code above this layer only sees
 
 from __future__ import annotations
 
+import builtins
 import io
 import mimetypes
 import os
@@ -106,7 +107,8 @@ class ObjectStore(ABC):
             self.delete(key)
         return len(keys)
 
-    def upload_dir(self, local_dir: Path, prefix: str) -> list[ObjectInfo]:
+    # `builtins.list`: inside this class body, `list` is the method above.
+    def upload_dir(self, local_dir: Path, prefix: str) -> builtins.list[ObjectInfo]:
         """Upload every file under `local_dir` to `prefix/<relative path>`; return them by key."""
         local_dir = Path(local_dir)
         if not local_dir.is_dir():

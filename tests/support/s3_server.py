@@ -24,22 +24,15 @@ S3_SECRET_KEY = "testing"
 S3_REGION = "us-east-1"
 
 _STARTUP_TIMEOUT_S = 30.0
+_START_ATTEMPTS = 3
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start moto's S3 server on a free loopback port; yield its endpoint "127.0.0.1:PORT"."""
-    port = _free_loopback_port()
-    log_path = tmp_path_factory.mktemp("s3_server") / "moto.log"
-    # The log goes to a file, not a pipe: a pipe nobody drains would block the server once full.
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    log_dir = tmp_path_factory.mktemp("s3_server")
+    process, port = _start_server(log_dir)
     try:
-        _wait_until_answering(process, port, log_path)
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -66,32 +59,52 @@ def s3_store(s3_server: str) -> Iterator[MinioObjectStore]:
         store.delete(info.key)
 
 
+def _start_server(log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the server, trying a new port if the probed one was taken before moto bound it."""
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        port = _free_loopback_port()
+        log_path = log_dir / f"moto-{attempt}.log"
+        # The log goes to a file, not a pipe: a pipe nobody drains blocks the server once full.
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if _wait_until_answering(process, port):
+            return process, port
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            pytest.fail(
+                f"moto S3 server did not answer on 127.0.0.1:{port} within "
+                f"{_STARTUP_TIMEOUT_S:.0f}s; its output:\n{_tail(log_path)}"
+            )
+    pytest.fail(
+        f"moto S3 server exited with code {process.returncode} before answering, "
+        f"{_START_ATTEMPTS} times; its last output:\n{_tail(log_path)}"
+    )
+
+
 def _free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _wait_until_answering(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+def _wait_until_answering(process: subprocess.Popen[bytes], port: int) -> bool:
+    """True once the server answers HTTP; False if it exits or the startup timeout passes."""
     deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-    last_error: Exception | None = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(
-                f"moto S3 server exited with code {process.returncode} before answering; "
-                f"its output:\n{_tail(log_path)}"
-            )
+            return False
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1.0)
-            return
-        except httpx.TransportError as error:
-            last_error = error
+        except httpx.TransportError:
             time.sleep(0.1)
-    process.kill()
-    pytest.fail(
-        f"moto S3 server did not answer on 127.0.0.1:{port} within {_STARTUP_TIMEOUT_S:.0f}s "
-        f"(last error: {last_error}); its output:\n{_tail(log_path)}"
-    )
+        else:
+            return True
+    return False
 
 
 def _tail(log_path: Path, max_chars: int = 4000) -> str:
