@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoTokenizer
+
+from shared.data.report import (
+    ClassificationProfile,
+    TextDigests,
+    dataset_overlap,
+    normalize_text,
+    token_length_stats,
+)
+from shared.data.validation import validate_classification
+from shared.jobs.spec import ColumnMapping
+from tests.support.tiny_models import build_tiny_bert
+
+
+def _profile(rows: list[tuple[str, str]]) -> ClassificationProfile:
+    profile = ClassificationProfile()
+    for number, (text, label) in enumerate(rows, start=1):
+        profile.add(number, text, label)
+    return profile
+
+
+def test_label_distribution_counts_and_shares_most_frequent_first() -> None:
+    rows = [("t1", "b"), ("t2", "a"), ("t3", "a"), ("t4", "c"), ("t5", "a"), ("t6", "b")]
+
+    labels = _profile(rows).report()["labels"]
+
+    assert [(c["label"], c["count"]) for c in labels["classes"]] == [("a", 3), ("b", 2), ("c", 1)]
+    assert [c["share"] for c in labels["classes"]] == [0.5, 0.3333, 0.1667]
+    assert labels["class_count"] == 3
+    assert labels["majority_share"] == 0.5
+    assert labels["imbalance_ratio"] == 3.0
+
+
+def test_length_percentiles_in_characters_and_words() -> None:
+    # Row i has i characters; rows with 1-9 characters are one word, the rest two.
+    rows = [("x" * (i - 5) + " " + "y" * 4 if i > 9 else "z" * i, "a") for i in range(1, 101)]
+
+    lengths = _profile(rows).report()["lengths"]
+
+    assert lengths["chars"]["max"] == 100
+    assert lengths["chars"]["p50"] == float(np.percentile(np.arange(1, 101), 50))
+    assert lengths["chars"]["p99"] == float(round(np.percentile(np.arange(1, 101), 99), 1))
+    assert lengths["words"]["max"] == 2
+    assert lengths["words"]["p50"] == 2.0
+
+
+def test_exact_duplicates_count_the_repeats_and_show_their_rows() -> None:
+    rows = [("x", "a"), ("y", "b"), ("unique", "a"), ("x", "a"), ("y", "b"), ("y", "b")]
+
+    exact = _profile(rows).report()["duplicates"]["exact"]
+
+    assert exact == {"rows": 3, "groups": 2, "examples": [[1, 4], [2, 5, 6]]}
+
+
+def test_conflicting_duplicates_ignore_case_and_spacing_but_need_different_labels() -> None:
+    rows = [
+        ("Refund please", "billing"),
+        ("Where is my parcel", "shipping"),
+        ("refund   PLEASE ", "shipping"),
+        ("where is my parcel", "shipping"),
+    ]
+
+    duplicates = _profile(rows).report()["duplicates"]
+
+    assert duplicates["conflicting"] == {
+        "rows": 2,
+        "groups": 1,
+        "examples": [{"rows": [1, 3], "labels": ["billing", "shipping"]}],
+    }
+    # Normalized-equal texts are not exact duplicates.
+    assert duplicates["exact"]["rows"] == 0
+
+
+def test_normalize_text_folds_width_case_and_whitespace() -> None:
+    # Full-width "Refund", as typed with a CJK input method.
+    assert normalize_text("  \uff32\uff45\uff46\uff55\uff4e\uff44\tNOW\n please ") == "refund now please"
+
+
+def test_overlap_seen_from_the_second_dataset() -> None:
+    train = ["x", "y", "z", "y"]
+    test = ["y", "w", "x", "x"]
+
+    overlap = dataset_overlap(train, test)
+
+    assert overlap["rows"] == 3
+    assert overlap["share"] == 0.75
+    assert overlap["distinct_texts"] == 2
+    assert {(e["a_row"], e["b_row"]) for e in overlap["examples"]} == {(2, 1), (1, 3), (1, 4)}
+
+
+def test_overlap_of_disjoint_datasets_is_zero() -> None:
+    assert dataset_overlap(TextDigests.from_texts(["a", "b"]), ["c"])["rows"] == 0
+
+
+def test_sms_spam_train_test_overlap_matches_its_readme(datasets_dir: Path) -> None:
+    # The dataset's README states that 120 test messages also occur verbatim in train.
+    train = validate_classification(datasets_dir / "sms_spam" / "train.jsonl", "jsonl", ColumnMapping())
+    test = validate_classification(datasets_dir / "sms_spam" / "test.jsonl", "jsonl", ColumnMapping())
+
+    overlap = dataset_overlap(train.digests, test.digests)
+
+    assert overlap["rows"] == 120
+    assert overlap["share"] == round(120 / 1114, 4)
+
+
+def test_validation_report_is_json(datasets_dir: Path) -> None:
+    result = validate_classification(datasets_dir / "banking77" / "test.jsonl", "jsonl", ColumnMapping())
+
+    document = json.loads(json.dumps(result.as_dict()))
+
+    assert document["report"]["labels"]["class_count"] == 77
+    assert document["report"]["row_count"] == 3080
+
+
+def test_token_length_stats_with_a_real_tokenizer(tmp_path: Path) -> None:
+    texts = ["refund", "refund please", "where is my parcel now"]
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_bert(tmp_path / "base", texts))
+
+    stats = token_length_stats(texts, tokenizer, max_length=4, batch_size=2)
+
+    # Every word is in the vocabulary; [CLS] and [SEP] add two tokens per text.
+    assert stats["tokens"]["max"] == 7
+    assert stats["tokens"]["p50"] == 4.0
+    assert stats["truncated_rows"] == 1
+    assert stats["truncated_share"] == round(1 / 3, 4)
