@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # Adapters. None means the embedded default under data_dir.
     database_url: str | None = None
     broker_url: str | None = None
+    # Prefix for every Redis key the broker writes: lets several installs (or tests) share a server.
+    broker_key_prefix: str | None = None
     object_store_url: str | None = None
     object_store_access_key: SecretStr | None = None
     object_store_secret_key: SecretStr | None = None

@@ -84,3 +84,10 @@ class JobSpec(BaseModel):
         if self.validation_dataset_id is not None and self.validation_split is not None:
             raise ValueError("give validation_dataset_id or validation_split, not both")
         return self
+
+    def wants_stage(self, stage: str) -> bool:
+        """Whether an optional stage after training (evaluate, export, publish) runs for this spec."""
+        return stage in OPTIONAL_STAGES and False
+
+
+OPTIONAL_STAGES = ("evaluate", "export", "publish")

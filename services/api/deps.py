@@ -1,0 +1,67 @@
+"""Request dependencies: the session (committed by whoever opened it: here), the caller, the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from shared.errors import Forbidden, NotAuthenticated
+from shared.settings import Settings
+from shared.storage.base import ObjectStore
+from shared.teams.service import Principal, TeamService
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_store(request: Request) -> ObjectStore:
+    return request.app.state.store
+
+
+def get_celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
+
+
+def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("send 'Authorization: Bearer <api key>'")
+    principal = TeamService(session, settings.api_key_pepper.get_secret_value()).authenticate(token.strip())
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this needs an admin API key")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,82 @@
+"""The control plane: FastAPI app factory. Run with `temper up` or `uvicorn services.api.main:create_app --factory`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+
+from services.api.errors import install_error_handlers
+from services.api.routes import admin, datasets, health, jobs
+from shared.db.session import create_db_engine, create_session_factory
+from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
+from shared.queue import create_celery_app
+from shared.settings import Settings, get_settings
+from shared.storage.factory import open_object_store
+from shared.teams.service import TeamService
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(json_output=settings.log_json, level=settings.log_level)
+        engine = create_db_engine(settings.resolved_database_url)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        app.state.store = open_object_store(
+            settings.resolved_object_store_url,
+            access_key=_secret(settings.object_store_access_key),
+            secret_key=_secret(settings.object_store_secret_key),
+            region=settings.object_store_region,
+        )
+        app.state.celery = create_celery_app(settings)
+        if settings.bootstrap_admin_key is not None:
+            with app.state.session_factory.begin() as session:
+                TeamService(session, settings.api_key_pepper.get_secret_value()).ensure_bootstrap_admin(
+                    settings.bootstrap_admin_key.get_secret_value()
+                )
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Temper",
+        version="0.1.0",
+        description="Fine-tuning platform: datasets, jobs, evaluation, export and publishing.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        route = request.scope.get("route")
+        route_path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, route_path, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(request.method, route_path).observe(time.perf_counter() - started)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(datasets.router)
+    app.include_router(jobs.router)
+    return app
+
+
+def _secret(value) -> str | None:  # type: ignore[no-untyped-def]
+    return value.get_secret_value() if value is not None else None

@@ -1,0 +1,55 @@
+"""Turning rows into API responses where the shape differs from the table."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request
+
+from shared.db.models import Job
+from shared.jobs.stages.context import job_prefix
+from shared.jobs.states import STAGE_NAMES, JobStatus
+from shared.settings import Settings
+from shared.storage.base import ObjectStore
+
+
+def present_job(job: Job) -> dict:
+    status = JobStatus(job.status)
+    stage = STAGE_NAMES.get(status) or job.error_stage
+    error = (
+        {"code": job.error_code, "message": job.error_message, "stage": job.error_stage} if job.error_code else None
+    )
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": status.value,
+        "stage": stage,
+        "attempt": job.attempt,
+        "progress": job.progress or {},
+        "latest_metrics": job.latest_metrics or {},
+        "error": error,
+        "spec": job.spec,
+        "result": {key: value for key, value in (job.result or {}).items() if key != "running_stage"},
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "cancel_requested_at": job.cancel_requested_at,
+    }
+
+
+def present_files(
+    request: Request, store: ObjectStore, settings: Settings, job_id: uuid.UUID, prefix: str
+) -> list[dict]:
+    """Files under `prefix` with a download URL: presigned where the store can, else through the API."""
+    base = job_prefix(job_id) + "/"
+    files = []
+    for info in store.list(prefix.rstrip("/") + "/"):
+        if info.key.endswith("/COMPLETE"):
+            continue
+        relative = info.key.removeprefix(base)
+        url = store.presigned_get_url(info.key, settings.presigned_url_expiry)
+        if url is None:
+            url = str(request.url_for("download_file", job_id=str(job_id), path=relative))
+        files.append({"path": relative, "size": info.size, "download_url": url})
+    return files

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+
+from services.api import schemas
+from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from shared.datasets.service import DatasetService, UploadLimits
+from shared.errors import InvalidInput
+from shared.jobs.spec import ColumnMapping
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+def _service(session, store, settings) -> DatasetService:  # type: ignore[no-untyped-def]
+    return DatasetService(session, store, spool_dir=settings.work_dir / "uploads")
+
+
+@router.post("", response_model=schemas.Dataset, status_code=status.HTTP_201_CREATED)
+def upload_dataset(
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    file: Annotated[UploadFile, File(description="JSONL, CSV or Parquet")],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    task: Annotated[str, Form()] = "text-classification",
+    text_column: Annotated[str, Form()] = "text",
+    label_column: Annotated[str, Form()] = "label",
+    text_pair_column: Annotated[str | None, Form()] = None,
+) -> object:
+    mapping = ColumnMapping(text=text_column, label=label_column, text_pair=text_pair_column or None)
+    if not file.filename:
+        raise InvalidInput("the upload has no file name; the format is read from its extension", details={"field": "file"})
+    limits = UploadLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_rows=settings.max_dataset_rows,
+        max_text_chars=settings.max_text_chars,
+    )
+    return _service(session, store, settings).upload(
+        principal.team_id, name, task, file.filename, file.file, mapping, limits
+    )
+
+
+@router.get("", response_model=list[schemas.Dataset])
+def list_datasets(
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    task: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> object:
+    return _service(session, store, settings).list(principal.team_id, limit=limit, task=task)
+
+
+@router.get("/{dataset_id}", response_model=schemas.Dataset)
+def get_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+) -> object:
+    return _service(session, store, settings).get(principal.team_id, dataset_id)
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    _service(session, store, settings).delete(principal.team_id, dataset_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

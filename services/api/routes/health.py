@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    """The process is up. Says nothing about its dependencies (that is /readyz)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve: the database, the broker and the object store answer."""
+    state = request.app.state
+    checks = await asyncio.gather(
+        asyncio.to_thread(_check_database, state.engine),
+        asyncio.to_thread(_check_broker, state.celery),
+        asyncio.to_thread(_check_store, state.store),
+    )
+    results = dict(zip(("database", "broker", "object_store"), checks, strict=True))
+    ready = all(result["ok"] for result in results.values())
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": results})
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_database(engine) -> dict:  # type: ignore[no-untyped-def]
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        return {"ok": True}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _check_broker(celery) -> dict:  # type: ignore[no-untyped-def]
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+        return {"ok": True}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _check_store(store) -> dict:  # type: ignore[no-untyped-def]
+    try:
+        store.ping()
+        return {"ok": True, "store": store.description}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

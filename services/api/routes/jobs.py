@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from sse_starlette.sse import EventSourceResponse
+
+from services.api import schemas
+from services.api.deps import CeleryDep, PrincipalDep, SessionDep, SettingsDep, StoreDep
+from services.api.presenters import present_job, present_files
+from shared.errors import InvalidInput, NotFound
+from shared.jobs.repository import JobRepository
+from shared.jobs.service import JobService
+from shared.jobs.spec import JobSpec
+from shared.jobs.stages.context import job_prefix
+from shared.jobs.states import TERMINAL, JobStatus
+from shared.queue import send_stage
+from shared.storage.errors import ObjectNotFound
+from shared.teams.repository import TeamRepository
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+SSE_POLL_INTERVAL_S = 0.5
+
+
+@router.post("", response_model=schemas.Job, status_code=status.HTTP_201_CREATED)
+def submit_job(
+    body: schemas.JobCreate,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> object:
+    spec = JobSpec.model_validate(body.model_dump(exclude={"name"}))
+    team = TeamRepository(session).get(principal.team_id)
+    limit = (team.max_concurrent_jobs if team else None) or settings.max_concurrent_jobs_per_team
+    outcome = JobService(session).submit(
+        principal.team_id, spec, name=body.name, idempotency_key=idempotency_key, max_active_jobs=limit
+    )
+    if not outcome.created:
+        response.status_code = status.HTTP_200_OK
+        return present_job(outcome.job)
+    # Enqueue after commit: the worker must find the row it is sent.
+    session.commit()
+    send_stage(celery, "validate", str(outcome.job.id))
+    return present_job(outcome.job)
+
+
+@router.get("", response_model=schemas.Page[schemas.Job])
+def list_jobs(
+    session: SessionDep,
+    principal: PrincipalDep,
+    status_filter: Annotated[list[JobStatus] | None, Query(alias="status")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> object:
+    jobs, next_cursor = JobService(session).list(principal.team_id, status_filter, cursor, limit)
+    return {"items": [present_job(job) for job in jobs], "next_cursor": next_cursor}
+
+
+@router.get("/{job_id}", response_model=schemas.Job)
+def get_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
+    return present_job(JobService(session).get(principal.team_id, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=schemas.Job, status_code=status.HTTP_202_ACCEPTED)
+def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
+    return present_job(JobService(session).request_cancel(principal.team_id, job_id))
+
+
+@router.get("/{job_id}/events", response_model=schemas.EventPage)
+def list_events(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    type: str | None = None,
+) -> object:
+    JobService(session).get(principal.team_id, job_id)
+    events = JobRepository(session).list_events(job_id, after_id=after, limit=limit)
+    next_after = events[-1].id if len(events) == limit else None
+    if type is not None:
+        events = [event for event in events if event.type == type]
+    return {"items": events, "next_after": next_after}
+
+
+@router.get("/{job_id}/events/stream")
+async def stream_events(
+    job_id: uuid.UUID, request: Request, principal: PrincipalDep, after: Annotated[int, Query(ge=0)] = 0
+) -> EventSourceResponse:
+    """Server-sent events: every job event as it is written, until the job finishes."""
+    factory = request.app.state.session_factory
+
+    def poll(last_id: int) -> tuple[list[schemas.JobEvent], bool]:
+        with factory() as session:
+            job = JobService(session).get(principal.team_id, job_id)
+            events = JobRepository(session).list_events(job_id, after_id=last_id, limit=500)
+            return [schemas.JobEvent.model_validate(event) for event in events], JobStatus(job.status) in TERMINAL
+
+    # Check access before the stream starts, so a wrong id answers 404 rather than an empty stream.
+    await asyncio.to_thread(poll, 2**62)
+
+    async def generate():  # type: ignore[no-untyped-def]
+        last_id = after
+        while True:
+            events, finished = await asyncio.to_thread(poll, last_id)
+            for event in events:
+                last_id = event.id
+                yield {"id": str(event.id), "event": event.type, "data": event.model_dump_json()}
+            if finished and not events:
+                yield {"event": "end", "data": json.dumps({"job_id": str(job_id)})}
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(SSE_POLL_INTERVAL_S)
+
+    return EventSourceResponse(generate())
+
+
+@router.get("/{job_id}/metrics", response_model=list[schemas.MetricSeries])
+def get_metrics(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    name: Annotated[list[str] | None, Query()] = None,
+) -> object:
+    JobService(session).get(principal.team_id, job_id)
+    series: dict[str, list] = {}
+    for point in JobRepository(session).list_metric_points(job_id, names=name):
+        series.setdefault(point.name, []).append(point)
+    return [{"name": key, "points": points} for key, points in sorted(series.items())]
+
+
+@router.get("/{job_id}/checkpoints", response_model=list[schemas.Checkpoint])
+def list_checkpoints(
+    job_id: uuid.UUID, request: Request, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    principal: PrincipalDep,
+) -> object:
+    JobService(session).get(principal.team_id, job_id)
+    checkpoints = JobRepository(session).list_checkpoints(job_id)
+    return [
+        {
+            **schemas.Checkpoint.model_validate(checkpoint).model_dump(exclude={"files"}),
+            "files": present_files(request, store, settings, job_id, checkpoint.object_prefix),
+        }
+        for checkpoint in checkpoints
+    ]
+
+
+@router.get("/{job_id}/artifacts", response_model=list[schemas.CheckpointFile])
+def list_artifacts(
+    job_id: uuid.UUID, request: Request, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    principal: PrincipalDep,
+) -> object:
+    """The job's outputs other than checkpoints: the model, the adapter, reports, exports."""
+    JobService(session).get(principal.team_id, job_id)
+    files = present_files(request, store, settings, job_id, job_prefix(job_id))
+    return [file for file in files if not file["path"].startswith("checkpoints/")]
+
+
+@router.get("/{job_id}/files/{path:path}")
+def download_file(job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: PrincipalDep):  # type: ignore[no-untyped-def]
+    """Streams one of the job's objects (used where the store has no presigned URLs)."""
+    JobService(session).get(principal.team_id, job_id)
+    if ".." in path.split("/"):
+        raise InvalidInput("the path must stay inside the job", details={"field": "path"})
+    key = f"{job_prefix(job_id)}/{path}"
+    try:
+        info = store.stat(key)
+    except ObjectNotFound as exc:
+        raise NotFound(f"job {job_id} has no file '{path}'") from exc
+
+    def chunks():  # type: ignore[no-untyped-def]
+        with store.open_read(key) as stream:
+            while chunk := stream.read(1024 * 1024):
+                yield chunk
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(info.size), "Content-Disposition": f'attachment; filename="{path.split("/")[-1]}"'},
+    )

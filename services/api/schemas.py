@@ -1,0 +1,172 @@
+"""API schemas: the shapes of requests and responses, separate from the tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.jobs.spec import JobSpec
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+T = TypeVar("T")
+
+
+class Page(ApiModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Team(ApiModel):
+    id: uuid.UUID
+    name: str
+    max_concurrent_jobs: int | None
+    created_at: datetime
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    max_concurrent_jobs: int | None = Field(None, ge=1, le=1000)
+
+
+class ApiKey(ApiModel):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    name: str
+    prefix: str
+    is_admin: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    is_admin: bool = False
+
+
+class ApiKeyIssued(ApiKey):
+    key: str = Field(description="The key itself; shown once, never stored")
+
+
+class BaseModelOut(ApiModel):
+    id: uuid.UUID
+    name: str
+    task_family: str
+    source: str
+    description: str | None
+    created_at: datetime
+
+
+class BaseModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    task_family: str
+    source: str = Field(min_length=1, max_length=1000)
+    description: str | None = None
+
+
+class Dataset(ApiModel):
+    id: uuid.UUID
+    name: str
+    task: str
+    format: str
+    filename: str
+    sha256: str
+    size_bytes: int
+    row_count: int
+    labels: list[str]
+    column_mapping: dict[str, Any]
+    report: dict[str, Any]
+    created_at: datetime
+
+
+class JobCreate(JobSpec):
+    name: str | None = Field(None, max_length=200)
+
+
+class JobError(ApiModel):
+    code: str
+    message: str | None
+    stage: str | None
+
+
+class JobProgress(ApiModel):
+    step: int = 0
+    total_steps: int = 0
+    epoch: float | None = None
+    percent: float = 0.0
+    loss: float | None = None
+    learning_rate: float | None = None
+    samples_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+class Job(ApiModel):
+    id: uuid.UUID
+    name: str | None
+    status: str
+    stage: str | None
+    attempt: int
+    progress: JobProgress
+    latest_metrics: dict[str, float]
+    error: JobError | None
+    spec: dict[str, Any]
+    result: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+
+
+class JobEvent(ApiModel):
+    id: int
+    type: str
+    from_status: str | None
+    to_status: str | None
+    message: str | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class EventPage(ApiModel):
+    items: list[JobEvent]
+    next_after: int | None
+
+
+class MetricPoint(ApiModel):
+    name: str
+    value: float
+    step: int
+    epoch: float | None
+
+
+class MetricSeries(ApiModel):
+    name: str
+    points: list[MetricPoint]
+
+
+class Checkpoint(ApiModel):
+    id: uuid.UUID
+    step: int
+    epoch: float | None
+    size_bytes: int
+    metrics: dict[str, Any]
+    created_at: datetime
+    object_prefix: str
+    files: list[CheckpointFile] = []
+
+
+class CheckpointFile(ApiModel):
+    path: str
+    size: int
+    download_url: str

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shared.db.models import Checkpoint, Job, JobEvent, JobMetricPoint
+from shared.jobs.states import TERMINAL, JobStatus
+
+
+class JobRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, job_id: uuid.UUID, *, for_update: bool = False) -> Job | None:
+        if for_update:
+            return self.session.scalar(sa.select(Job).where(Job.id == job_id).with_for_update())
+        return self.session.get(Job, job_id)
+
+    def get_for_team(self, team_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+        return self.session.scalar(sa.select(Job).where(Job.id == job_id, Job.team_id == team_id))
+
+    def get_by_idempotency_key(self, team_id: uuid.UUID, key: str) -> Job | None:
+        return self.session.scalar(sa.select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))
+
+    def list_for_team(
+        self,
+        team_id: uuid.UUID,
+        *,
+        statuses: list[JobStatus] | None,
+        before: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Job]:
+        query = sa.select(Job).where(Job.team_id == team_id)
+        if statuses:
+            query = query.where(Job.status.in_(statuses))
+        if before is not None:
+            created_at, job_id = before
+            query = query.where(
+                sa.or_(Job.created_at < created_at, sa.and_(Job.created_at == created_at, Job.id < job_id))
+            )
+        return list(self.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+    def count_active(self, team_id: uuid.UUID) -> int:
+        query = sa.select(sa.func.count()).where(Job.team_id == team_id, Job.status.not_in(list(TERMINAL)))
+        return self.session.scalar(query) or 0
+
+    def add(self, job: Job) -> Job:
+        self.session.add(job)
+        self.session.flush()
+        return job
+
+    def add_event(self, event: JobEvent) -> JobEvent:
+        self.session.add(event)
+        self.session.flush()
+        return event
+
+    def list_events(self, job_id: uuid.UUID, after_id: int, limit: int) -> list[JobEvent]:
+        query = (
+            sa.select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+            .order_by(JobEvent.id)
+            .limit(limit)
+        )
+        return list(self.session.scalars(query))
+
+    def add_metric_points(self, points: list[JobMetricPoint]) -> None:
+        self.session.add_all(points)
+        self.session.flush()
+
+    def list_metric_points(self, job_id: uuid.UUID, names: list[str] | None = None) -> list[JobMetricPoint]:
+        query = sa.select(JobMetricPoint).where(JobMetricPoint.job_id == job_id)
+        if names:
+            query = query.where(JobMetricPoint.name.in_(names))
+        return list(self.session.scalars(query.order_by(JobMetricPoint.step, JobMetricPoint.id)))
+
+    def get_checkpoint(self, job_id: uuid.UUID, step: int) -> Checkpoint | None:
+        query = sa.select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
+        return self.session.scalar(query)
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        self.session.add(checkpoint)
+        self.session.flush()
+        return checkpoint
+
+    def list_checkpoints(self, job_id: uuid.UUID) -> list[Checkpoint]:
+        query = sa.select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+        return list(self.session.scalars(query))

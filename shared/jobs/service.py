@@ -1,0 +1,257 @@
+"""The rules of jobs: what may be submitted, which transitions are allowed, what a cancel does.
+
+Routes and tasks call this; it only flushes. Whoever opened the session commits, and only then
+is a task sent (enqueue after commit).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.base_models.repository import BaseModelRepository
+from shared.datasets.repository import DatasetRepository
+from shared.db.base import utcnow
+from shared.db.models import Checkpoint, Dataset, Job, JobEvent, JobMetricPoint
+from shared.errors import IllegalTransition, InvalidInput, NotFound, QuotaExceeded
+from shared.jobs.repository import JobRepository
+from shared.jobs.spec import JobSpec
+from shared.jobs.states import STAGE_NAMES, TERMINAL, JobStatus, can_transition
+from shared.observability import JOB_TRANSITIONS
+
+DEFAULT_VALIDATION_SPLIT = 0.1
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    job: Job
+    created: bool  # False when an Idempotency-Key matched an earlier submission
+
+
+class JobService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.jobs = JobRepository(session)
+        self.datasets = DatasetRepository(session)
+        self.base_models = BaseModelRepository(session)
+
+    # Submission -----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        team_id: uuid.UUID,
+        spec: JobSpec,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+        max_active_jobs: int | None = None,
+    ) -> SubmitOutcome:
+        if idempotency_key is not None:
+            existing = self.jobs.get_by_idempotency_key(team_id, idempotency_key)
+            if existing is not None:
+                return SubmitOutcome(job=existing, created=False)
+
+        base_model = self.base_models.get_by_name(spec.base_model)
+        if base_model is None:
+            raise _field_error("base_model", f"base model '{spec.base_model}' is not in the catalog")
+        if base_model.task_family != spec.task:
+            raise _field_error(
+                "base_model", f"base model '{spec.base_model}' is for '{base_model.task_family}', not '{spec.task}'"
+            )
+        train = self._dataset(team_id, spec.train_dataset_id, "train_dataset_id", spec.task)
+        validation = (
+            self._dataset(team_id, spec.validation_dataset_id, "validation_dataset_id", spec.task)
+            if spec.validation_dataset_id
+            else None
+        )
+        test = self._dataset(team_id, spec.test_dataset_id, "test_dataset_id", spec.task) if spec.test_dataset_id else None
+        train_labels = set(train.labels)
+        for field, dataset in (("validation_dataset_id", validation), ("test_dataset_id", test)):
+            if dataset is None:
+                continue
+            unknown = sorted(set(dataset.labels) - train_labels)
+            if unknown:
+                raise _field_error(
+                    field,
+                    f"labels {unknown} appear in dataset {dataset.id} but not in the train dataset; "
+                    "the model could never predict them",
+                )
+        if spec.validation_dataset_id is None and spec.validation_split is None:
+            spec = spec.model_copy(update={"validation_split": DEFAULT_VALIDATION_SPLIT})
+        if spec.validation_split is not None:
+            held_out = int(train.row_count * spec.validation_split)
+            if held_out < 1 or train.row_count - held_out < 2:
+                raise _field_error(
+                    "validation_split",
+                    f"a split of {spec.validation_split} of {train.row_count} rows leaves no validation or train rows",
+                )
+        if max_active_jobs is not None and self.jobs.count_active(team_id) >= max_active_jobs:
+            raise QuotaExceeded(
+                f"the team already has {max_active_jobs} unfinished jobs (its limit); wait or cancel one",
+                details={"limit": max_active_jobs},
+            )
+
+        job = self.jobs.add(
+            Job(
+                team_id=team_id,
+                base_model_id=base_model.id,
+                train_dataset_id=train.id,
+                validation_dataset_id=validation.id if validation else None,
+                test_dataset_id=test.id if test else None,
+                name=name,
+                status=JobStatus.QUEUED,
+                idempotency_key=idempotency_key,
+                spec=spec.model_dump(mode="json"),
+                progress={},
+                latest_metrics={},
+                result={},
+            )
+        )
+        self._event(job, "created", to_status=JobStatus.QUEUED, message="job submitted")
+        return SubmitOutcome(job=job, created=True)
+
+    def _dataset(self, team_id: uuid.UUID, dataset_id: uuid.UUID, field: str, task: str) -> Dataset:
+        dataset = self.datasets.get_for_team(team_id, dataset_id)
+        if dataset is None:
+            raise _field_error(field, f"dataset {dataset_id} not found")
+        if dataset.task != task:
+            raise _field_error(field, f"dataset {dataset_id} is a '{dataset.task}' dataset, not '{task}'")
+        return dataset
+
+    # Reads ----------------------------------------------------------------------------------------
+
+    def get(self, team_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+        job = self.jobs.get_for_team(team_id, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    def list(
+        self, team_id: uuid.UUID, statuses: list[JobStatus] | None, cursor: str | None, limit: int
+    ) -> tuple[list[Job], str | None]:
+        before = decode_cursor(cursor) if cursor else None
+        jobs = self.jobs.list_for_team(team_id, statuses=statuses, before=before, limit=limit + 1)
+        next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+        return jobs[:limit], next_cursor
+
+    # Transitions ----------------------------------------------------------------------------------
+
+    def transition(
+        self, job: Job, target: JobStatus, message: str | None = None, data: dict[str, Any] | None = None
+    ) -> Job:
+        current = JobStatus(job.status)
+        if not can_transition(current, target):
+            raise IllegalTransition(
+                f"job {job.id} cannot go from '{current}' to '{target}'",
+                details={"from": current.value, "to": target.value},
+            )
+        job.status = target
+        now = utcnow()
+        if target in STAGE_NAMES and job.started_at is None:
+            job.started_at = now
+        if target in TERMINAL:
+            job.finished_at = now
+        self._event(job, "transition", from_status=current, to_status=target, message=message, data=data)
+        JOB_TRANSITIONS.labels(from_status=current.value, to_status=target.value).inc()
+        return job
+
+    def fail(self, job: Job, code: str, message: str, stage: str | None) -> Job:
+        job.error_code = code
+        job.error_message = message
+        job.error_stage = stage
+        return self.transition(job, JobStatus.FAILED, message=message, data={"code": code, "stage": stage})
+
+    def request_cancel(self, team_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+        job = self.get(team_id, job_id)
+        status = JobStatus(job.status)
+        if status in TERMINAL:
+            raise IllegalTransition(
+                f"job {job_id} has already finished ({status.value}); nothing to cancel",
+                details={"status": status.value},
+            )
+        if status == JobStatus.CANCELLING:
+            return job
+        job.cancel_requested_at = utcnow()
+        self.transition(job, JobStatus.CANCELLING, message="cancel requested")
+        if status == JobStatus.QUEUED:
+            # No worker holds a queued job: the task that picks it up later sees the state and skips.
+            self.transition(job, JobStatus.CANCELLED, message="cancelled before it started")
+        return job
+
+    # Progress, metrics and checkpoints (written by workers) ---------------------------------------
+
+    def record_progress(self, job: Job, progress: dict[str, Any]) -> None:
+        job.progress = progress
+        self._event(job, "progress", data=progress)
+
+    def record_metrics(self, job: Job, step: int, epoch: float | None, metrics: dict[str, float]) -> None:
+        points = [
+            JobMetricPoint(job_id=job.id, name=name, value=float(value), step=step, epoch=epoch)
+            for name, value in metrics.items()
+        ]
+        self.jobs.add_metric_points(points)
+        job.latest_metrics = {**job.latest_metrics, **{name: float(value) for name, value in metrics.items()}}
+
+    def record_checkpoint(
+        self, job: Job, step: int, epoch: float | None, object_prefix: str, size_bytes: int, metrics: dict[str, Any]
+    ) -> Checkpoint:
+        existing = self.jobs.get_checkpoint(job.id, step)
+        if existing is not None:  # the same checkpoint uploaded again by a re-run stage
+            return existing
+        checkpoint = self.jobs.add_checkpoint(
+            Checkpoint(
+                job_id=job.id,
+                step=step,
+                epoch=epoch,
+                object_prefix=object_prefix,
+                size_bytes=size_bytes,
+                metrics=metrics,
+            )
+        )
+        self._event(job, "checkpoint", message=f"checkpoint at step {step}", data={"step": step, "prefix": object_prefix})
+        return checkpoint
+
+    def log(self, job: Job, message: str, data: dict[str, Any] | None = None) -> None:
+        self._event(job, "log", message=message, data=data)
+
+    def _event(
+        self,
+        job: Job,
+        event_type: str,
+        *,
+        from_status: JobStatus | None = None,
+        to_status: JobStatus | None = None,
+        message: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> JobEvent:
+        return self.jobs.add_event(
+            JobEvent(
+                job_id=job.id,
+                type=event_type,
+                from_status=from_status.value if from_status else None,
+                to_status=to_status.value if to_status else None,
+                message=message,
+                data=data or {},
+            )
+        )
+
+
+def _field_error(field: str, message: str) -> InvalidInput:
+    return InvalidInput(message, details={"field": field})
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("the cursor is not one this API gave out", details={"field": "cursor"}) from exc

@@ -1,0 +1,44 @@
+"""Logging (structlog, key-value; JSON in containers) and the Prometheus metrics every process shares."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "temper_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram("temper_http_request_seconds", "HTTP request latency", ["method", "route"])
+JOB_TRANSITIONS = Counter("temper_job_transitions_total", "Job state transitions", ["from_status", "to_status"])
+STAGE_DURATION = Histogram(
+    "temper_stage_duration_seconds",
+    "Wall time of one pipeline stage run",
+    ["stage", "outcome"],
+    buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600),
+)
+QUEUE_WAIT = Histogram(
+    "temper_queue_wait_seconds",
+    "Time from a stage task being sent to a worker starting it",
+    ["stage"],
+    buckets=(0.05, 0.25, 1, 5, 30, 120, 600, 3600),
+)
+
+
+def configure_logging(json_output: bool = False, level: str = "INFO") -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,85 @@
+"""The Celery application: one per process, configured from settings.
+
+Tasks are registered by `services.worker.tasks`; the API only sends tasks by name, so it needs the
+configuration here and none of the task code (or torch).
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import Settings
+
+QUEUES = ("default", "train", "evaluate", "export")
+
+# Task name -> queue. Names are explicit and dotted so that renaming a function moves nothing.
+STAGE_TASKS: dict[str, str] = {
+    "validate": "jobs.validate",
+    "train": "jobs.train",
+    "evaluate": "jobs.evaluate",
+    "export": "jobs.export",
+    "publish": "jobs.publish",
+}
+TASK_QUEUES: dict[str, str] = {
+    "jobs.validate": "default",
+    "jobs.train": "train",
+    "jobs.evaluate": "evaluate",
+    "jobs.export": "export",
+    "jobs.publish": "default",
+    "jobs.enforce_cancel": "default",
+    "studies.advance": "default",
+}
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    app = Celery("temper", broker=settings.resolved_broker_url, set_as_current=False)
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="default",
+        task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        # A stage is long and must survive a killed worker: ack only after it ran, hand it back
+        # to the queue when the worker process dies, and take one task at a time.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    if settings.resolved_broker_url.startswith("filesystem://"):
+        folder = settings.broker_directory / "queue"
+        processed = settings.broker_directory / "processed"
+        folder.mkdir(parents=True, exist_ok=True)
+        processed.mkdir(parents=True, exist_ok=True)
+        app.conf.broker_transport_options = {
+            # One folder for both directions: producers and the worker share this machine.
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "processed_folder": str(processed),
+            "store_processed": False,
+        }
+    elif settings.resolved_broker_url.startswith("redis"):
+        # A training stage can run for hours; the message must stay invisible to others that long.
+        options: dict[str, object] = {"visibility_timeout": 24 * 3600}
+        if settings.broker_key_prefix:
+            options["global_keyprefix"] = settings.broker_key_prefix
+        app.conf.broker_transport_options = options
+    return app
+
+
+def send_stage(app: Celery, stage: str, job_id: str, countdown: float | None = None) -> str:
+    task_name = STAGE_TASKS[stage]
+    result = app.send_task(
+        task_name,
+        args=[job_id],
+        queue=TASK_QUEUES[task_name],
+        countdown=countdown,
+        headers={"temper_sent_at": time.time()},
+    )
+    return result.id

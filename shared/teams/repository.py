@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shared.db.models import ApiKey, Team
+
+
+class TeamRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, team_id: uuid.UUID) -> Team | None:
+        return self.session.get(Team, team_id)
+
+    def get_by_name(self, name: str) -> Team | None:
+        return self.session.scalar(sa.select(Team).where(Team.name == name))
+
+    def list(self) -> list[Team]:
+        return list(self.session.scalars(sa.select(Team).order_by(Team.name)))
+
+    def add(self, team: Team) -> Team:
+        self.session.add(team)
+        self.session.flush()
+        return team
+
+    def get_key_by_prefix(self, prefix: str) -> ApiKey | None:
+        return self.session.scalar(sa.select(ApiKey).where(ApiKey.prefix == prefix))
+
+    def get_key(self, key_id: uuid.UUID) -> ApiKey | None:
+        return self.session.get(ApiKey, key_id)
+
+    def list_keys(self, team_id: uuid.UUID) -> list[ApiKey]:
+        query = sa.select(ApiKey).where(ApiKey.team_id == team_id).order_by(ApiKey.created_at)
+        return list(self.session.scalars(query))
+
+    def add_key(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        self.session.flush()
+        return key

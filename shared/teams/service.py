@@ -1,0 +1,104 @@
+"""Teams and API keys. A key is `tmp_<prefix>_<secret>`; only an HMAC of it is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from shared.db.base import utcnow
+from shared.db.models import ApiKey, Team
+from shared.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from shared.teams.repository import TeamRepository
+
+KEY_SCHEME = "tmp"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the team every read and write is scoped to, and whether it may administer."""
+
+    team_id: uuid.UUID
+    team_name: str
+    key_id: uuid.UUID
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    plaintext: str
+
+
+class TeamService:
+    def __init__(self, session: Session, pepper: str) -> None:
+        self.teams = TeamRepository(session)
+        self.pepper = pepper.encode()
+
+    def hash_key(self, plaintext: str) -> str:
+        return hmac.new(self.pepper, plaintext.encode(), hashlib.sha256).hexdigest()
+
+    def authenticate(self, plaintext: str) -> Principal:
+        parts = plaintext.split("_")
+        if len(parts) != 3 or parts[0] != KEY_SCHEME:
+            raise NotAuthenticated("the API key is malformed; expected 'tmp_<prefix>_<secret>'")
+        key = self.teams.get_key_by_prefix(parts[1])
+        if key is None or key.revoked_at is not None:
+            raise NotAuthenticated("the API key is unknown or revoked")
+        if not hmac.compare_digest(key.key_hash, self.hash_key(plaintext)):
+            raise NotAuthenticated("the API key is unknown or revoked")
+        team = self.teams.get(key.team_id)
+        assert team is not None  # the foreign key guarantees it
+        return Principal(team_id=team.id, team_name=team.name, key_id=key.id, is_admin=key.is_admin)
+
+    def create_team(self, name: str, max_concurrent_jobs: int | None = None) -> Team:
+        if self.teams.get_by_name(name) is not None:
+            raise Conflict(f"a team named '{name}' already exists", details={"field": "name"})
+        return self.teams.add(Team(name=name, max_concurrent_jobs=max_concurrent_jobs))
+
+    def get_team(self, team_id: uuid.UUID) -> Team:
+        team = self.teams.get(team_id)
+        if team is None:
+            raise NotFound(f"team {team_id} not found")
+        return team
+
+    def list_teams(self) -> list[Team]:
+        return self.teams.list()
+
+    def issue_key(self, team_id: uuid.UUID, name: str, is_admin: bool = False, plaintext: str | None = None) -> IssuedKey:
+        """Create a key. `plaintext` lets an operator install a known bootstrap key."""
+        self.get_team(team_id)
+        if plaintext is None:
+            plaintext = f"{KEY_SCHEME}_{secrets.token_hex(6)}_{secrets.token_urlsafe(24).replace('_', '-')}"
+        parts = plaintext.split("_")
+        if len(parts) != 3 or parts[0] != KEY_SCHEME or len(parts[1]) > 16 or len(parts[2]) < 16:
+            raise InvalidInput("an API key must look like 'tmp_<prefix up to 16>_<secret of 16+>'")
+        if self.teams.get_key_by_prefix(parts[1]) is not None:
+            raise Conflict("an API key with this prefix already exists")
+        key = ApiKey(team_id=team_id, name=name, prefix=parts[1], key_hash=self.hash_key(plaintext), is_admin=is_admin)
+        return IssuedKey(key=self.teams.add_key(key), plaintext=plaintext)
+
+    def list_keys(self, team_id: uuid.UUID) -> list[ApiKey]:
+        self.get_team(team_id)
+        return self.teams.list_keys(team_id)
+
+    def revoke_key(self, key_id: uuid.UUID) -> ApiKey:
+        key = self.teams.get_key(key_id)
+        if key is None:
+            raise NotFound(f"API key {key_id} not found")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+        return key
+
+    def ensure_bootstrap_admin(self, plaintext: str, team_name: str = "admin") -> Principal:
+        """Install the operator's bootstrap admin key (idempotent): the first key of a new install."""
+        team = self.teams.get_by_name(team_name) or self.create_team(team_name)
+        prefix = plaintext.split("_")[1] if plaintext.count("_") == 2 else ""
+        existing = self.teams.get_key_by_prefix(prefix) if prefix else None
+        if existing is None:
+            self.issue_key(team.id, "bootstrap admin", is_admin=True, plaintext=plaintext)
+        return self.authenticate(plaintext)

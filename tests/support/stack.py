@@ -1,0 +1,137 @@
+"""A whole Temper stack for tests: migrated database, API client, and a real Celery worker process.
+
+`Stack` runs the embedded default (SQLite, filesystem broker, local store) or the production
+adapters (Postgres, Redis, S3 over the minio client) from one `Settings` object, the same way
+`temper up` and the compose file do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+
+from services.api.main import create_app
+from shared.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "tmp_admintest_" + "a" * 32
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The TEMPER_* environment that reproduces `settings` in another process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        elif hasattr(value, "total_seconds"):
+            value = f"PT{int(value.total_seconds())}S"
+        env[f"TEMPER_{name.upper()}"] = str(value)
+    return env
+
+
+def migrate(settings: Settings) -> None:
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+@contextmanager
+def worker_process(settings: Settings, log_path: Path, concurrency: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command_line = [
+        sys.executable, "-m", "celery", "-A", "services.worker.app", "worker",
+        "-Q", "default,train,evaluate,export", "-c", str(concurrency), "--pool", "prefork",
+        "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle", "-l", "INFO",
+    ]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command_line, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    client: TestClient
+    worker_log: Path | None = None
+    worker: subprocess.Popen[bytes] | None = None
+
+    def headers(self, key: str = ADMIN_KEY) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def new_team(self, name: str | None = None) -> tuple[str, str]:
+        """Create a team and a (non-admin) key for it; return (team_id, key)."""
+        name = name or f"team-{uuid.uuid4().hex[:8]}"
+        team = self.client.post("/v1/teams", json={"name": name}, headers=self.headers())
+        assert team.status_code == 201, team.text
+        key = self.client.post(f"/v1/teams/{team.json()['id']}/keys", json={"name": "ci"}, headers=self.headers())
+        assert key.status_code == 201, key.text
+        return team.json()["id"], key.json()["key"]
+
+    def register_base_model(self, name: str, source: str, task_family: str = "text-classification") -> None:
+        response = self.client.post(
+            "/v1/base-models",
+            json={"name": name, "task_family": task_family, "source": source},
+            headers=self.headers(),
+        )
+        assert response.status_code == 201, response.text
+
+    def upload(self, key: str, path: Path, name: str = "data", **form: str) -> Any:
+        with path.open("rb") as handle:
+            return self.client.post(
+                "/v1/datasets",
+                files={"file": (path.name, handle)},
+                data={"name": name, **form},
+                headers=self.headers(key),
+            )
+
+    def wait_for(self, key: str, job_id: str, statuses: set[str] = TERMINAL, timeout_s: float = 300) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/jobs/{job_id}", headers=self.headers(key)).json()
+            if job["status"] in statuses:
+                return job
+            if self.worker is not None and self.worker.poll() is not None:
+                break
+            time.sleep(0.3)
+        log = self.worker_log.read_text()[-4000:] if self.worker_log and self.worker_log.exists() else ""
+        raise AssertionError(f"job {job_id} did not reach {statuses} (worker alive: {self.worker is None or self.worker.poll() is None}): {job}\nworker log:\n{log}")
+
+
+@contextmanager
+def running_stack(settings: Settings, with_worker: bool = True) -> Iterator[Stack]:
+    migrate(settings)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        stack = Stack(settings=settings, client=client)
+        if not with_worker:
+            yield stack
+            return
+        stack.worker_log = settings.data_root / "worker.log"
+        with worker_process(settings, stack.worker_log) as process:
+            stack.worker = process
+            yield stack
