@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,20 +28,31 @@ _STARTUP_TIMEOUT_S = 30.0
 _START_ATTEMPTS = 3
 
 
+@dataclass
+class _SharedServer:
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    users: int = 0
+
+
+_shared_server = _SharedServer()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start moto's S3 server on a free loopback port; yield its endpoint "127.0.0.1:PORT"."""
-    log_dir = tmp_path_factory.mktemp("s3_server")
-    process, port = _start_server(log_dir)
+    # This module is both a registered plugin and imported into test packages, which gives pytest
+    # two session fixtures; they share one server instead of starting two.
+    if _shared_server.process is None:
+        _shared_server.process, _shared_server.port = _start_server(tmp_path_factory.mktemp("s3_server"))
+    _shared_server.users += 1
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{_shared_server.port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _shared_server.users -= 1
+        if _shared_server.users == 0:
+            _stop(_shared_server.process)
+            _shared_server.process = None
 
 
 @pytest.fixture
@@ -84,6 +96,15 @@ def _start_server(log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
         f"moto S3 server exited with code {process.returncode} before answering, "
         f"{_START_ATTEMPTS} times; its last output:\n{_tail(log_path)}"
     )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _free_loopback_port() -> int:
