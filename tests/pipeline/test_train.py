@@ -371,7 +371,9 @@ def test_minilm_beats_the_majority_class_on_sms_spam(tmp_path: Path) -> None:
         train_rows=train_rows,
         eval_rows=held_out_rows,
         method="full",
-        hyperparameters=Hyperparameters(epochs=1, learning_rate=1e-4, batch_size=16, max_seq_length=64),
+        hyperparameters=Hyperparameters(
+            epochs=1, learning_rate=3e-4, batch_size=16, max_seq_length=64, warmup_ratio=0.1
+        ),
         output_dir=tmp_path,
     )
 
