@@ -1,0 +1,446 @@
+"""A stand-in for Triton Inference Server that speaks Triton's real gRPC protocol.
+
+Triton cannot run here, so tests serve the published repository with this server instead. It reads
+the repository the way Triton does in explicit model-control mode: config.pbtxt parsed with
+Triton's protobuf, numeric version folders chosen by the version policy, Triton's default file names,
+dims that leave out the batch dimension when max_batch_size > 0, input data types checked on every
+request, ensemble steps wired by their input/output maps, and labels files for the classification
+extension. ONNX models run on ONNX Runtime; Python-backend models run their own `model.py` behind a
+minimal `triton_python_backend_utils`. Load and unload calls are recorded in order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
+
+TRITON_DATATYPES = {
+    mc.TYPE_INT64: ("INT64", np.int64),
+    mc.TYPE_INT32: ("INT32", np.int32),
+    mc.TYPE_FP32: ("FP32", np.float32),
+    mc.TYPE_FP16: ("FP16", np.float16),
+    mc.TYPE_BOOL: ("BOOL", np.bool_),
+    mc.TYPE_STRING: ("BYTES", np.object_),
+}
+ONNX_ELEMENT_TYPES = {1: mc.TYPE_FP32, 6: mc.TYPE_INT32, 7: mc.TYPE_INT64, 9: mc.TYPE_BOOL, 10: mc.TYPE_FP16}
+DEFAULT_FILENAMES = {"onnxruntime_onnx": "model.onnx", "python": "model.py"}
+Tensors = dict[str, np.ndarray]
+
+
+class ModelError(Exception):
+    """A model that Triton would refuse to load or a request it would refuse to run."""
+
+
+def _python_backend_utils() -> types.ModuleType:
+    """Only what a classifier's model.py uses of `triton_python_backend_utils`."""
+    module = types.ModuleType("triton_python_backend_utils")
+
+    class Tensor:
+        def __init__(self, name: str, array: np.ndarray) -> None:
+            self._name, self._array = name, array
+
+        def name(self) -> str:
+            return self._name
+
+        def as_numpy(self) -> np.ndarray:
+            return self._array
+
+    class InferenceRequest:
+        def __init__(self, inputs: list[Tensor]) -> None:
+            self._inputs = inputs
+
+        def inputs(self) -> list[Tensor]:
+            return self._inputs
+
+    class InferenceResponse:
+        def __init__(self, output_tensors: list[Tensor], error: object = None) -> None:
+            self._outputs, self._error = output_tensors, error
+
+        def output_tensors(self) -> list[Tensor]:
+            return self._outputs
+
+        def has_error(self) -> bool:
+            return self._error is not None
+
+        def error(self) -> object:
+            return self._error
+
+    class TritonError:
+        def __init__(self, message: str) -> None:
+            self._message = message
+
+        def message(self) -> str:
+            return self._message
+
+    def by_name(tensors: list[Tensor], name: str) -> Tensor | None:
+        return next((tensor for tensor in tensors if tensor.name() == name), None)
+
+    module.Tensor = Tensor
+    module.InferenceRequest = InferenceRequest
+    module.InferenceResponse = InferenceResponse
+    module.TritonError = TritonError
+    module.get_input_tensor_by_name = lambda request, name: by_name(request.inputs(), name)
+    module.get_output_tensor_by_name = lambda response, name: by_name(response.output_tensors(), name)
+    return module
+
+
+PB_UTILS = _python_backend_utils()
+
+
+@dataclass
+class LoadedModel:
+    config: mc.ModelConfig
+    model_dir: Path
+    # version → callable running one request's tensors to its output tensors.
+    versions: dict[int, Callable[[Tensors], Tensors]]
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _check_batch_dims(
+    config: mc.ModelConfig, tensor: mc.ModelInput | mc.ModelOutput, graph_rank: int
+) -> None:
+    expected_rank = len(tensor.dims) + (1 if config.max_batch_size > 0 else 0)
+    if graph_rank != expected_rank:
+        raise ModelError(
+            f"{config.name}: {tensor.name!r} has rank {graph_rank} in the model but config dims "
+            f"{list(tensor.dims)} with max_batch_size {config.max_batch_size} imply rank {expected_rank}"
+        )
+
+
+def _onnx_runner(config: mc.ModelConfig, model_file: Path) -> Callable[[Tensors], Tensors]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    graph_tensors = {tensor.name: tensor for tensor in [*session.get_inputs(), *session.get_outputs()]}
+    for tensor in [*config.input, *config.output]:
+        if tensor.name not in graph_tensors:
+            raise ModelError(f"{config.name}: {tensor.name!r} is not a tensor of {model_file.name}")
+        _check_batch_dims(config, tensor, len(graph_tensors[tensor.name].shape))
+    if {tensor.name for tensor in session.get_inputs()} != {tensor.name for tensor in config.input}:
+        raise ModelError(f"{config.name}: config inputs differ from the model's")
+    output_names = [tensor.name for tensor in config.output]
+    return lambda inputs: dict(zip(output_names, session.run(output_names, inputs), strict=True))
+
+
+def _python_runner(config: mc.ModelConfig, model_dir: Path, version: int) -> Callable[[Tensors], Tensors]:
+    sys.modules["triton_python_backend_utils"] = PB_UTILS
+    source = model_dir / str(version) / "model.py"
+    spec = importlib.util.spec_from_file_location(f"triton_stub_{config.name}_{version}", source)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    model = module.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json_format.MessageToJson(config, preserving_proto_field_name=True),
+            "model_repository": str(model_dir),
+            "model_version": str(version),
+            "model_name": config.name,
+            "model_instance_kind": "CPU",
+        }
+    )
+
+    def run(inputs: Tensors) -> Tensors:
+        request = PB_UTILS.InferenceRequest([PB_UTILS.Tensor(name, array) for name, array in inputs.items()])
+        (response,) = model.execute([request])
+        if response.has_error():
+            raise ModelError(response.error().message())
+        return {tensor.name(): tensor.as_numpy() for tensor in response.output_tensors()}
+
+    return run
+
+
+class TritonStub(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, repo_root: Path) -> None:
+        self.repo_root = repo_root
+        self.models: dict[str, LoadedModel] = {}
+        # ("load" | "unload", model name) in the order the calls arrived.
+        self.control_calls: list[tuple[str, str]] = []
+        # Answer this many of the next inference calls UNAVAILABLE, as Triton does while restarting.
+        self.unavailable_calls = 0
+        self._lock = threading.Lock()
+
+    # -- repository ---------------------------------------------------------------------------
+    def load(self, name: str, override: mc.ModelConfig | None = None) -> None:
+        model_dir = self.repo_root / name
+        config_path = model_dir / "config.pbtxt"
+        if override is None:
+            if not config_path.is_file():
+                raise ModelError(f"{name}: no config.pbtxt in the repository")
+            config = text_format.Parse(config_path.read_text(), mc.ModelConfig())
+        else:
+            config = override
+        if config.name != name:
+            raise ModelError(f"{name}: config name {config.name!r} differs from the directory")
+        available = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        policy = config.version_policy.WhichOneof("policy_choice")
+        if policy == "specific":
+            chosen = list(config.version_policy.specific.versions)
+        elif policy == "all":
+            chosen = available
+        else:
+            count = config.version_policy.latest.num_versions or 1
+            chosen = available[-count:]
+        if not chosen or any(version not in available for version in chosen):
+            raise ModelError(f"{name}: versions {chosen} not all in the repository ({available})")
+        for tensor in [*config.input, *config.output]:
+            if tensor.data_type not in TRITON_DATATYPES:
+                raise ModelError(f"{name}: unsupported data type for {tensor.name!r}")
+        labels = {}
+        for output in config.output:
+            if output.label_filename:
+                labels_path = model_dir / output.label_filename
+                if not labels_path.is_file():
+                    raise ModelError(f"{name}: labels file {output.label_filename!r} is missing")
+                labels[output.name] = labels_path.read_text().splitlines()
+        kind = config.platform or config.backend
+        if kind == "ensemble":
+            self._check_ensemble(config)
+        versions = {version: self._runner(config, model_dir, version, kind) for version in chosen}
+        self.models[name] = LoadedModel(config=config, model_dir=model_dir, versions=versions, labels=labels)
+
+    def _runner(
+        self, config: mc.ModelConfig, model_dir: Path, version: int, kind: str
+    ) -> Callable[[Tensors], Tensors]:
+        if kind == "ensemble":
+            return lambda inputs: self._run_ensemble(config, inputs)
+        if kind not in DEFAULT_FILENAMES:
+            raise ModelError(f"{config.name}: platform/backend {kind!r} cannot run in the stub")
+        model_file = model_dir / str(version) / (config.default_model_filename or DEFAULT_FILENAMES[kind])
+        if not model_file.is_file():
+            raise ModelError(f"{config.name}: version {version} lacks {model_file.name}")
+        if kind == "python":
+            return _python_runner(config, model_dir, version)
+        return _onnx_runner(config, model_file)
+
+    def _check_ensemble(self, config: mc.ModelConfig) -> None:
+        """Load the composing models as Triton does, and check that every mapped tensor exists."""
+        available = {tensor.name for tensor in config.input}
+        for step in config.ensemble_scheduling.step:
+            if step.model_name not in self.models:
+                self.load(step.model_name)
+            step_config = self.models[step.model_name].config
+            step_inputs = {tensor.name for tensor in step_config.input}
+            if set(step.input_map) != step_inputs:
+                raise ModelError(
+                    f"{config.name}: step {step.model_name} maps {set(step.input_map)}, needs {step_inputs}"
+                )
+            if not set(step.input_map.values()) <= available:
+                raise ModelError(f"{config.name}: step {step.model_name} reads tensors no earlier step makes")
+            if not set(step.output_map) <= {tensor.name for tensor in step_config.output}:
+                raise ModelError(f"{config.name}: step {step.model_name} maps outputs it does not have")
+            available |= set(step.output_map.values())
+        if not {tensor.name for tensor in config.output} <= available:
+            raise ModelError(f"{config.name}: an ensemble output is produced by no step")
+
+    def _run_ensemble(self, config: mc.ModelConfig, inputs: Tensors) -> Tensors:
+        tensors = dict(inputs)
+        for step in config.ensemble_scheduling.step:
+            step_inputs = {model_input: tensors[source] for model_input, source in step.input_map.items()}
+            version = "" if step.model_version < 0 else str(step.model_version)
+            outputs = self._infer(step.model_name, version, step_inputs)
+            tensors.update(
+                {target: outputs[model_output] for model_output, target in step.output_map.items()}
+            )
+        return {tensor.name: tensors[tensor.name] for tensor in config.output}
+
+    def _infer(self, name: str, version: str, inputs: Tensors) -> Tensors:
+        loaded = self.models.get(name)
+        if loaded is None:
+            raise ModelError(f"model {name!r} is not loaded")
+        number = int(version) if version else max(loaded.versions)
+        if number not in loaded.versions:
+            raise ModelError(f"{name} version {number} is not loaded")
+        config = loaded.config
+        for tensor in config.input:
+            if tensor.name not in inputs:
+                raise ModelError(f"{name}: input {tensor.name!r} missing")
+            array = inputs[tensor.name]
+            if array.dtype != TRITON_DATATYPES[tensor.data_type][1]:
+                raise ModelError(f"{name}: {tensor.name!r} must be {TRITON_DATATYPES[tensor.data_type][0]}")
+            batch_dims = 1 if config.max_batch_size > 0 else 0
+            if array.ndim != len(tensor.dims) + batch_dims:
+                raise ModelError(f"{name}: {tensor.name!r} has shape {array.shape}, dims {list(tensor.dims)}")
+            if batch_dims and array.shape[0] > config.max_batch_size:
+                raise ModelError(
+                    f"{name}: batch {array.shape[0]} exceeds max_batch_size {config.max_batch_size}"
+                )
+        return loaded.versions[number](inputs)
+
+    # -- gRPC service ---------------------------------------------------------------------------
+    def ServerLive(self, request, context):  # type: ignore[no-untyped-def]
+        return service_pb2.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request, context):  # type: ignore[no-untyped-def]
+        return service_pb2.ServerReadyResponse(ready=True)
+
+    def ModelReady(self, request, context):  # type: ignore[no-untyped-def]
+        loaded = self.models.get(request.name)
+        ready = loaded is not None and (not request.version or int(request.version) in loaded.versions)
+        return service_pb2.ModelReadyResponse(ready=ready)
+
+    def ModelMetadata(self, request, context):  # type: ignore[no-untyped-def]
+        loaded = self._loaded_or_abort(request.name, context)
+        config = loaded.config
+        batch = [-1] if config.max_batch_size > 0 else []
+
+        def describe(
+            tensor: mc.ModelInput | mc.ModelOutput,
+        ) -> service_pb2.ModelMetadataResponse.TensorMetadata:
+            return service_pb2.ModelMetadataResponse.TensorMetadata(
+                name=tensor.name, datatype=TRITON_DATATYPES[tensor.data_type][0], shape=[*batch, *tensor.dims]
+            )
+
+        return service_pb2.ModelMetadataResponse(
+            name=config.name,
+            versions=[str(version) for version in sorted(loaded.versions)],
+            platform=config.platform or config.backend,
+            inputs=[describe(tensor) for tensor in config.input],
+            outputs=[describe(tensor) for tensor in config.output],
+        )
+
+    def ModelConfig(self, request, context):  # type: ignore[no-untyped-def]
+        return service_pb2.ModelConfigResponse(config=self._loaded_or_abort(request.name, context).config)
+
+    def RepositoryIndex(self, request, context):  # type: ignore[no-untyped-def]
+        entries = []
+        for model_dir in sorted(p for p in self.repo_root.iterdir() if p.is_dir()):
+            loaded = self.models.get(model_dir.name)
+            for version in sorted(loaded.versions) if loaded else [None]:
+                entries.append(
+                    service_pb2.RepositoryIndexResponse.ModelIndex(
+                        name=model_dir.name,
+                        version="" if version is None else str(version),
+                        state="READY" if loaded else "UNAVAILABLE",
+                    )
+                )
+        return service_pb2.RepositoryIndexResponse(models=entries)
+
+    def RepositoryModelLoad(self, request, context):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.control_calls.append(("load", request.model_name))
+            override = None
+            if "config" in request.parameters:
+                override = json_format.Parse(request.parameters["config"].string_param, mc.ModelConfig())
+            try:
+                self.load(request.model_name, override)
+            except ModelError as error:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"load failed: {error}")
+        return service_pb2.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request, context):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.control_calls.append(("unload", request.model_name))
+            self.models.pop(request.model_name, None)
+        return service_pb2.RepositoryModelUnloadResponse()
+
+    def ModelInfer(self, request, context):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self.unavailable_calls > 0:
+                self.unavailable_calls -= 1
+                context.abort(grpc.StatusCode.UNAVAILABLE, "server is restarting")
+        loaded = self._loaded_or_abort(request.model_name, context)
+        inputs = {}
+        for index, tensor in enumerate(request.inputs):
+            raw = request.raw_input_contents[index]
+            if tensor.datatype == "BYTES":
+                array = deserialize_bytes_tensor(raw)
+            else:
+                dtype = next(
+                    (np_type for name, np_type in TRITON_DATATYPES.values() if name == tensor.datatype), None
+                )
+                if dtype is None:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown datatype {tensor.datatype}")
+                array = np.frombuffer(raw, dtype=dtype)
+            inputs[tensor.name] = array.reshape(tuple(tensor.shape))
+        try:
+            outputs = self._infer(request.model_name, request.model_version, inputs)
+        except ModelError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        requested = request.outputs or [
+            service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=tensor.name)
+            for tensor in loaded.config.output
+        ]
+        response = service_pb2.ModelInferResponse(
+            model_name=request.model_name, model_version=request.model_version
+        )
+        for output in requested:
+            array = outputs[output.name]
+            datatype = {np.dtype(np_type): name for name, np_type in TRITON_DATATYPES.values()}.get(
+                array.dtype, "BYTES"
+            )
+            if "classification" in output.parameters:
+                labels = loaded.labels.get(output.name)
+                if labels is None:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{output.name!r} has no labels file")
+                array = _classify(array, output.parameters["classification"].int64_param, labels)
+                datatype = "BYTES"
+            raw = serialize_byte_tensor(array).item() if datatype == "BYTES" else array.tobytes()
+            response.outputs.append(
+                service_pb2.ModelInferResponse.InferOutputTensor(
+                    name=output.name, datatype=datatype, shape=array.shape
+                )
+            )
+            response.raw_output_contents.append(raw)
+        return response
+
+    def _loaded_or_abort(self, name: str, context: grpc.ServicerContext) -> LoadedModel:
+        loaded = self.models.get(name)
+        if loaded is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"Request for unknown model: '{name}' is not found")
+        return loaded
+
+
+def _classify(scores: np.ndarray, class_count: int, labels: list[str]) -> np.ndarray:
+    """Triton's classification extension: the top `class_count` of each row as "value:index:label"."""
+    rows = []
+    for row in scores.reshape(scores.shape[0], -1):
+        best = np.argsort(-row, kind="stable")[:class_count]
+        rows.append([f"{row[index]}:{index}:{labels[index]}".encode() for index in best])
+    return np.array(rows, dtype=np.object_)
+
+
+@dataclass
+class RunningStub:
+    url: str
+    servicer: TritonStub
+    server: grpc.Server
+
+
+def start_triton_stub(repo_root: Path, port: int = 0) -> RunningStub:
+    """Serve `repo_root` on 127.0.0.1; port 0 lets gRPC pick a free port for this server alone."""
+    servicer = TritonStub(repo_root)
+    # SO_REUSEPORT off: otherwise two test servers could bind one port and answer each other's calls.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return RunningStub(url=f"127.0.0.1:{bound}", servicer=servicer, server=server)
+
+
+@pytest.fixture
+def triton_server() -> Iterator[Callable[..., RunningStub]]:
+    """A factory: `triton_server(repo_root)` starts a stub on its own free port; all stop after the test."""
+    started: list[RunningStub] = []
+
+    def start(repo_root: Path, port: int = 0) -> RunningStub:
+        stub = start_triton_stub(repo_root, port)
+        started.append(stub)
+        return stub
+
+    yield start
+    for stub in started:
+        stub.server.stop(grace=None)
