@@ -131,7 +131,7 @@ def read_columns(path: Path, fmt: DatasetFormat) -> list[str] | None:
             header = next(csv.reader([first_line]), [])
         except csv.Error as error:
             raise DatasetFileError(f"the CSV header row cannot be read: {error}", row=None) from error
-        return [name.strip() for name in header]
+        return _header_names(header)
     if fmt == "parquet":
         return list(_open_parquet(path).schema_arrow.names)
     return None
@@ -237,7 +237,7 @@ def _iter_csv(path: Path) -> Iterator[Record]:
                 raise DatasetFileError(
                     "the CSV header row is not valid UTF-8; save the file as UTF-8", row=None
                 )
-            names = [name.strip() for name in header]
+            names = _header_names(header)
             row = 0
             lines_read = reader.line_num
             for values in reader:
@@ -273,6 +273,16 @@ def _iter_csv(path: Path) -> Iterator[Record]:
             raise DatasetFileError(
                 f"CSV line {reader.line_num} cannot be parsed: {error}", row=reader.line_num
             ) from error
+
+
+def _header_names(header: list[str]) -> list[str]:
+    names = [name.strip() for name in header]
+    # Rows become dicts keyed by column name; a repeated name would silently drop a column.
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        listed = ", ".join(f"'{name}'" for name in repeated)
+        raise DatasetFileError(f"the CSV header names {listed} more than once; rename the columns")
+    return names
 
 
 def _open_parquet(path: Path) -> pq.ParquetFile:

@@ -67,7 +67,7 @@ class ValidationResult:
         }
 
 
-def file_failure(error: RowError, row_count: int = 0) -> ValidationResult:
+def file_failure(error: RowError) -> ValidationResult:
     """A result for a file that could not be read far enough to check its rows."""
     return ValidationResult(
         ok=False,
@@ -75,8 +75,8 @@ def file_failure(error: RowError, row_count: int = 0) -> ValidationResult:
         error_count=0,
         file_error=error,
         labels=[],
-        row_count=row_count,
-        report={"row_count": row_count},
+        row_count=0,
+        report={"row_count": 0},
     )
 
 

@@ -153,3 +153,13 @@ def test_detect_file_format_from_a_path(tmp_path: Path) -> None:
     path.write_text("text,label\n" + "a,b\n" * 50_000, encoding="utf-8")
 
     assert detect_file_format(path) == "csv"
+
+
+def test_csv_header_with_a_repeated_column_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text("text,label,text\na,b,c\n", encoding="utf-8")
+
+    with pytest.raises(DatasetFileError, match="names 'text' more than once"):
+        read_columns(path, "csv")
+    with pytest.raises(DatasetFileError, match="names 'text' more than once"):
+        list(iter_records(path, "csv"))
