@@ -8,11 +8,11 @@ import sys
 import structlog
 from prometheus_client import Counter, Histogram
 
-HTTP_REQUESTS = Counter(
-    "temper_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("temper_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("temper_http_request_seconds", "HTTP request latency", ["method", "route"])
-JOB_TRANSITIONS = Counter("temper_job_transitions_total", "Job state transitions", ["from_status", "to_status"])
+JOB_TRANSITIONS = Counter(
+    "temper_job_transitions_total", "Job state transitions", ["from_status", "to_status"]
+)
 STAGE_DURATION = Histogram(
     "temper_stage_duration_seconds",
     "Wall time of one pipeline stage run",
@@ -29,7 +29,9 @@ QUEUE_WAIT = Histogram(
 
 def configure_logging(json_output: bool = False, level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
-    renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    renderer = (
+        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the placeholder itself, refused outside local use
+PLACEHOLDER_SECRET = "change-me"
 
 
 class Settings(BaseSettings):
@@ -60,8 +60,10 @@ class Settings(BaseSettings):
             if self.api_key_pepper.get_secret_value() == PLACEHOLDER_SECRET:
                 raise ValueError("TEMPER_API_KEY_PEPPER is the placeholder; set a real secret")
             secret = self.object_store_secret_key
-            if self.object_store_url and self.object_store_url.startswith("s3") and (
-                secret is None or secret.get_secret_value() in ("", PLACEHOLDER_SECRET, "minioadmin")
+            if (
+                self.object_store_url
+                and self.object_store_url.startswith("s3")
+                and (secret is None or secret.get_secret_value() in ("", PLACEHOLDER_SECRET, "minioadmin"))
             ):
                 raise ValueError("TEMPER_OBJECT_STORE_SECRET_KEY is missing or a placeholder")
         return self

@@ -33,9 +33,7 @@ def install_error_handlers(app: FastAPI) -> None:
             fields.append({"field": ".".join(location) or None, "reason": error.get("msg")})
         first = fields[0] if fields else {"field": None, "reason": "invalid request"}
         message = f"{first['field']}: {first['reason']}" if first["field"] else str(first["reason"])
-        return JSONResponse(
-            status_code=422, content=_body("invalid_input", message, {"errors": fields})
-        )
+        return JSONResponse(status_code=422, content=_body("invalid_input", message, {"errors": fields}))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -45,4 +43,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
-        return JSONResponse(status_code=500, content=_body("internal_error", "an unexpected error; it is logged"))
+        return JSONResponse(
+            status_code=500, content=_body("internal_error", "an unexpected error; it is logged")
+        )

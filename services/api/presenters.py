@@ -17,7 +17,9 @@ def present_job(job: Job) -> dict:
     status = JobStatus(job.status)
     stage = STAGE_NAMES.get(status) or job.error_stage
     error = (
-        {"code": job.error_code, "message": job.error_message, "stage": job.error_stage} if job.error_code else None
+        {"code": job.error_code, "message": job.error_message, "stage": job.error_stage}
+        if job.error_code
+        else None
     )
     return {
         "id": job.id,

@@ -22,10 +22,13 @@ class BaseModelService:
     def __init__(self, session: Session) -> None:
         self.base_models = BaseModelRepository(session)
 
-    def register(self, name: str, task_family: str, source: str, description: str | None = None) -> BaseModelEntry:
+    def register(
+        self, name: str, task_family: str, source: str, description: str | None = None
+    ) -> BaseModelEntry:
         if task_family not in TASK_FAMILIES:
             raise InvalidInput(
-                f"task_family '{task_family}' is not one of {list(TASK_FAMILIES)}", details={"field": "task_family"}
+                f"task_family '{task_family}' is not one of {list(TASK_FAMILIES)}",
+                details={"field": "task_family"},
             )
         if not source.startswith(SOURCE_SCHEMES):
             raise InvalidInput(
@@ -79,5 +82,7 @@ def materialize_base_model(source: str, store: ObjectStore, cache_dir: Path) -> 
     if not (target / "config.json").is_file():
         store.download_dir(prefix, target)
     if not (target / "config.json").is_file():
-        raise InvalidInput(f"no config.json under object-store prefix '{prefix}'", details={"field": "source"})
+        raise InvalidInput(
+            f"no config.json under object-store prefix '{prefix}'", details={"field": "source"}
+        )
     return target

@@ -13,7 +13,9 @@ class DatasetRepository:
         self.session = session
 
     def get_for_team(self, team_id: uuid.UUID, dataset_id: uuid.UUID) -> Dataset | None:
-        return self.session.scalar(sa.select(Dataset).where(Dataset.id == dataset_id, Dataset.team_id == team_id))
+        return self.session.scalar(
+            sa.select(Dataset).where(Dataset.id == dataset_id, Dataset.team_id == team_id)
+        )
 
     def get(self, dataset_id: uuid.UUID) -> Dataset | None:
         return self.session.get(Dataset, dataset_id)

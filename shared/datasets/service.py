@@ -47,7 +47,9 @@ class DatasetService:
         limits: UploadLimits,
     ) -> Dataset:
         if task not in DATASET_TASKS:
-            raise InvalidInput(f"task '{task}' is not one of {list(DATASET_TASKS)}", details={"field": "task"})
+            raise InvalidInput(
+                f"task '{task}' is not one of {list(DATASET_TASKS)}", details={"field": "task"}
+            )
         if not name.strip():
             raise InvalidInput("name must not be empty", details={"field": "name"})
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,9 @@ class DatasetService:
 
 def _file_error(exc: DatasetFileError) -> InvalidInput:
     detail = {"row": exc.row, "field": exc.field, "reason": exc.reason}
-    return InvalidInput(f"the file cannot be read: {exc.reason}", details={"errors": [detail], "error_count": 1})
+    return InvalidInput(
+        f"the file cannot be read: {exc.reason}", details={"errors": [detail], "error_count": 1}
+    )
 
 
 def _raise_if_invalid(result: ValidationResult) -> None:

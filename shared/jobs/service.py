@@ -60,7 +60,8 @@ class JobService:
             raise _field_error("base_model", f"base model '{spec.base_model}' is not in the catalog")
         if base_model.task_family != spec.task:
             raise _field_error(
-                "base_model", f"base model '{spec.base_model}' is for '{base_model.task_family}', not '{spec.task}'"
+                "base_model",
+                f"base model '{spec.base_model}' is for '{base_model.task_family}', not '{spec.task}'",
             )
         train = self._dataset(team_id, spec.train_dataset_id, "train_dataset_id", spec.task)
         validation = (
@@ -68,7 +69,11 @@ class JobService:
             if spec.validation_dataset_id
             else None
         )
-        test = self._dataset(team_id, spec.test_dataset_id, "test_dataset_id", spec.task) if spec.test_dataset_id else None
+        test = (
+            self._dataset(team_id, spec.test_dataset_id, "test_dataset_id", spec.task)
+            if spec.test_dataset_id
+            else None
+        )
         train_labels = set(train.labels)
         for field, dataset in (("validation_dataset_id", validation), ("test_dataset_id", test)):
             if dataset is None:
@@ -197,7 +202,13 @@ class JobService:
         job.latest_metrics = {**job.latest_metrics, **{name: float(value) for name, value in metrics.items()}}
 
     def record_checkpoint(
-        self, job: Job, step: int, epoch: float | None, object_prefix: str, size_bytes: int, metrics: dict[str, Any]
+        self,
+        job: Job,
+        step: int,
+        epoch: float | None,
+        object_prefix: str,
+        size_bytes: int,
+        metrics: dict[str, Any],
     ) -> Checkpoint:
         existing = self.jobs.get_checkpoint(job.id, step)
         if existing is not None:  # the same checkpoint uploaded again by a re-run stage
@@ -212,7 +223,12 @@ class JobService:
                 metrics=metrics,
             )
         )
-        self._event(job, "checkpoint", message=f"checkpoint at step {step}", data={"step": step, "prefix": object_prefix})
+        self._event(
+            job,
+            "checkpoint",
+            message=f"checkpoint at step {step}",
+            data={"step": step, "prefix": object_prefix},
+        )
         return checkpoint
 
     def log(self, job: Job, message: str, data: dict[str, Any] | None = None) -> None:

@@ -43,7 +43,12 @@ _FORWARD: dict[JobStatus, tuple[JobStatus, ...]] = {
     JobStatus.QUEUED: (JobStatus.VALIDATING,),
     JobStatus.VALIDATING: (JobStatus.TRAINING,),
     # Stages after training run only when the spec asks for them, so each may be skipped.
-    JobStatus.TRAINING: (JobStatus.EVALUATING, JobStatus.EXPORTING, JobStatus.PUBLISHING, JobStatus.SUCCEEDED),
+    JobStatus.TRAINING: (
+        JobStatus.EVALUATING,
+        JobStatus.EXPORTING,
+        JobStatus.PUBLISHING,
+        JobStatus.SUCCEEDED,
+    ),
     JobStatus.EVALUATING: (JobStatus.EXPORTING, JobStatus.PUBLISHING, JobStatus.SUCCEEDED),
     JobStatus.EXPORTING: (JobStatus.PUBLISHING, JobStatus.SUCCEEDED),
     JobStatus.PUBLISHING: (JobStatus.SUCCEEDED,),

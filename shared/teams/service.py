@@ -69,7 +69,9 @@ class TeamService:
     def list_teams(self) -> list[Team]:
         return self.teams.list()
 
-    def issue_key(self, team_id: uuid.UUID, name: str, is_admin: bool = False, plaintext: str | None = None) -> IssuedKey:
+    def issue_key(
+        self, team_id: uuid.UUID, name: str, is_admin: bool = False, plaintext: str | None = None
+    ) -> IssuedKey:
         """Create a key. `plaintext` lets an operator install a known bootstrap key."""
         self.get_team(team_id)
         if plaintext is None:
@@ -79,7 +81,9 @@ class TeamService:
             raise InvalidInput("an API key must look like 'tmp_<prefix up to 16>_<secret of 16+>'")
         if self.teams.get_key_by_prefix(parts[1]) is not None:
             raise Conflict("an API key with this prefix already exists")
-        key = ApiKey(team_id=team_id, name=name, prefix=parts[1], key_hash=self.hash_key(plaintext), is_admin=is_admin)
+        key = ApiKey(
+            team_id=team_id, name=name, prefix=parts[1], key_hash=self.hash_key(plaintext), is_admin=is_admin
+        )
         return IssuedKey(key=self.teams.add_key(key), plaintext=plaintext)
 
     def list_keys(self, team_id: uuid.UUID) -> list[ApiKey]:

@@ -47,7 +47,9 @@ def run_lifecycle(stack: Stack, base_model_dir: Path, tmp_path: Path) -> None:
         "test_dataset_id": test.json()["id"],
         "hyperparameters": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "max_seq_length": 32},
     }
-    submitted = stack.client.post("/v1/jobs", json=spec, headers={**stack.headers(key), "Idempotency-Key": "abc"})
+    submitted = stack.client.post(
+        "/v1/jobs", json=spec, headers={**stack.headers(key), "Idempotency-Key": "abc"}
+    )
     assert submitted.status_code == 201, submitted.text
     job_id = submitted.json()["id"]
     # The same Idempotency-Key gives back the same job, not a second one.
@@ -64,8 +66,12 @@ def run_lifecycle(stack: Stack, base_model_dir: Path, tmp_path: Path) -> None:
     assert job["result"]["train"]["model_prefix"].endswith("/model")
     assert job["result"]["completed_stages"] == ["validate", "train"]
 
-    events = stack.client.get(f"/v1/jobs/{job_id}/events?limit=1000", headers=stack.headers(key)).json()["items"]
-    transitions = [(event["from_status"], event["to_status"]) for event in events if event["type"] == "transition"]
+    events = stack.client.get(f"/v1/jobs/{job_id}/events?limit=1000", headers=stack.headers(key)).json()[
+        "items"
+    ]
+    transitions = [
+        (event["from_status"], event["to_status"]) for event in events if event["type"] == "transition"
+    ]
     assert transitions == [("queued", "validating"), ("validating", "training"), ("training", "succeeded")]
 
     metrics = stack.client.get(f"/v1/jobs/{job_id}/metrics", headers=stack.headers(key)).json()
@@ -94,6 +100,8 @@ def test_lifecycle_embedded(embedded_settings: Settings, tiny_base_model: Path, 
 
 
 @pytest.mark.services
-def test_lifecycle_on_postgres_redis_s3(services_settings: Settings, tiny_base_model: Path, tmp_path: Path) -> None:
+def test_lifecycle_on_postgres_redis_s3(
+    services_settings: Settings, tiny_base_model: Path, tmp_path: Path
+) -> None:
     with running_stack(services_settings) as stack:
         run_lifecycle(stack, tiny_base_model, tmp_path)

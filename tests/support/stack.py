@@ -53,15 +53,34 @@ def migrate(settings: Settings) -> None:
 
 
 @contextmanager
-def worker_process(settings: Settings, log_path: Path, concurrency: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    settings: Settings, log_path: Path, concurrency: int = 1
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     command_line = [
-        sys.executable, "-m", "celery", "-A", "services.worker.app", "worker",
-        "-Q", "default,train,evaluate,export", "-c", str(concurrency), "--pool", "prefork",
-        "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle", "-l", "INFO",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "services.worker.app",
+        "worker",
+        "-Q",
+        "default,train,evaluate,export",
+        "-c",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "-n",
+        f"test-{uuid.uuid4().hex[:8]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "INFO",
     ]
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command_line, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command_line, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
         try:
             yield process
         finally:
@@ -88,7 +107,9 @@ class Stack:
         name = name or f"team-{uuid.uuid4().hex[:8]}"
         team = self.client.post("/v1/teams", json={"name": name}, headers=self.headers())
         assert team.status_code == 201, team.text
-        key = self.client.post(f"/v1/teams/{team.json()['id']}/keys", json={"name": "ci"}, headers=self.headers())
+        key = self.client.post(
+            f"/v1/teams/{team.json()['id']}/keys", json={"name": "ci"}, headers=self.headers()
+        )
         assert key.status_code == 201, key.text
         return team.json()["id"], key.json()["key"]
 
@@ -119,7 +140,9 @@ class Stack:
                 break
             time.sleep(0.3)
         log = self.worker_log.read_text()[-4000:] if self.worker_log and self.worker_log.exists() else ""
-        raise AssertionError(f"job {job_id} did not reach {statuses} (worker alive: {self.worker is None or self.worker.poll() is None}): {job}\nworker log:\n{log}")
+        raise AssertionError(
+            f"job {job_id} did not reach {statuses} (worker alive: {self.worker is None or self.worker.poll() is None}): {job}\nworker log:\n{log}"
+        )
 
 
 @contextmanager
@@ -131,6 +154,7 @@ def running_stack(settings: Settings, with_worker: bool = True) -> Iterator[Stac
         if not with_worker:
             yield stack
             return
+        settings.data_root.mkdir(parents=True, exist_ok=True)
         stack.worker_log = settings.data_root / "worker.log"
         with worker_process(settings, stack.worker_log) as process:
             stack.worker = process

@@ -33,13 +33,17 @@ def list_keys(team_id: uuid.UUID, session: SessionDep, settings: SettingsDep, _:
     return _teams(session, settings).list_keys(team_id)
 
 
-@router.post("/teams/{team_id}/keys", response_model=schemas.ApiKeyIssued, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/teams/{team_id}/keys", response_model=schemas.ApiKeyIssued, status_code=status.HTTP_201_CREATED
+)
 def create_key(
     team_id: uuid.UUID, body: schemas.ApiKeyCreate, session: SessionDep, settings: SettingsDep, _: AdminDep
 ) -> object:
     issued = _teams(session, settings).issue_key(team_id, body.name, is_admin=body.is_admin)
     session.flush()
-    return schemas.ApiKeyIssued.model_validate({**schemas.ApiKey.model_validate(issued.key).model_dump(), "key": issued.plaintext})
+    return schemas.ApiKeyIssued.model_validate(
+        {**schemas.ApiKey.model_validate(issued.key).model_dump(), "key": issued.plaintext}
+    )
 
 
 @router.post("/keys/{key_id}/revoke", response_model=schemas.ApiKey)
@@ -53,7 +57,10 @@ def list_base_models(session: SessionDep, _: PrincipalDep) -> object:
 
 
 @router.post(
-    "/base-models", response_model=schemas.BaseModelOut, status_code=status.HTTP_201_CREATED, tags=["base-models"]
+    "/base-models",
+    response_model=schemas.BaseModelOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["base-models"],
 )
 def register_base_model(body: schemas.BaseModelCreate, session: SessionDep, _: AdminDep) -> object:
     return BaseModelService(session).register(body.name, body.task_family, body.source, body.description)

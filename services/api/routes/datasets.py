@@ -33,7 +33,9 @@ def upload_dataset(
 ) -> object:
     mapping = ColumnMapping(text=text_column, label=label_column, text_pair=text_pair_column or None)
     if not file.filename:
-        raise InvalidInput("the upload has no file name; the format is read from its extension", details={"field": "file"})
+        raise InvalidInput(
+            "the upload has no file name; the format is read from its extension", details={"field": "file"}
+        )
     limits = UploadLimits(
         max_bytes=settings.max_upload_bytes,
         max_rows=settings.max_dataset_rows,
@@ -58,14 +60,22 @@ def list_datasets(
 
 @router.get("/{dataset_id}", response_model=schemas.Dataset)
 def get_dataset(
-    dataset_id: uuid.UUID, session: SessionDep, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+    dataset_id: uuid.UUID,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> object:
     return _service(session, store, settings).get(principal.team_id, dataset_id)
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_dataset(
-    dataset_id: uuid.UUID, session: SessionDep, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+    dataset_id: uuid.UUID,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> Response:
     _service(session, store, settings).delete(principal.team_id, dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

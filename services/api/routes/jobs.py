@@ -11,7 +11,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from services.api import schemas
 from services.api.deps import CeleryDep, PrincipalDep, SessionDep, SettingsDep, StoreDep
-from services.api.presenters import present_job, present_files
+from services.api.presenters import present_files, present_job
 from shared.errors import InvalidInput, NotFound
 from shared.jobs.repository import JobRepository
 from shared.jobs.service import JobService
@@ -102,7 +102,9 @@ async def stream_events(
         with factory() as session:
             job = JobService(session).get(principal.team_id, job_id)
             events = JobRepository(session).list_events(job_id, after_id=last_id, limit=500)
-            return [schemas.JobEvent.model_validate(event) for event in events], JobStatus(job.status) in TERMINAL
+            return [schemas.JobEvent.model_validate(event) for event in events], JobStatus(
+                job.status
+            ) in TERMINAL
 
     # Check access before the stream starts, so a wrong id answers 404 rather than an empty stream.
     await asyncio.to_thread(poll, 2**62)
@@ -140,7 +142,11 @@ def get_metrics(
 
 @router.get("/{job_id}/checkpoints", response_model=list[schemas.Checkpoint])
 def list_checkpoints(
-    job_id: uuid.UUID, request: Request, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    job_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
 ) -> object:
     JobService(session).get(principal.team_id, job_id)
@@ -156,7 +162,11 @@ def list_checkpoints(
 
 @router.get("/{job_id}/artifacts", response_model=list[schemas.CheckpointFile])
 def list_artifacts(
-    job_id: uuid.UUID, request: Request, session: SessionDep, store: StoreDep, settings: SettingsDep,
+    job_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
     principal: PrincipalDep,
 ) -> object:
     """The job's outputs other than checkpoints: the model, the adapter, reports, exports."""
@@ -166,7 +176,9 @@ def list_artifacts(
 
 
 @router.get("/{job_id}/files/{path:path}")
-def download_file(job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: PrincipalDep):  # type: ignore[no-untyped-def]
+def download_file(
+    job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: PrincipalDep
+):  # type: ignore[no-untyped-def]
     """Streams one of the job's objects (used where the store has no presigned URLs)."""
     JobService(session).get(principal.team_id, job_id)
     if ".." in path.split("/"):
@@ -185,5 +197,8 @@ def download_file(job_id: uuid.UUID, path: str, session: SessionDep, store: Stor
     return StreamingResponse(
         chunks(),
         media_type="application/octet-stream",
-        headers={"Content-Length": str(info.size), "Content-Disposition": f'attachment; filename="{path.split("/")[-1]}"'},
+        headers={
+            "Content-Length": str(info.size),
+            "Content-Disposition": f'attachment; filename="{path.split("/")[-1]}"',
+        },
     )

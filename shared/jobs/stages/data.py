@@ -70,5 +70,7 @@ def split_validation(
     labels = [row.label for row in rows]
     counts = {label: labels.count(label) for label in set(labels)}
     stratify = labels if min(counts.values()) >= 2 and int(len(rows) * fraction) >= len(counts) else None
-    train, validation = train_test_split(rows, test_size=fraction, random_state=seed, shuffle=True, stratify=stratify)
+    train, validation = train_test_split(
+        rows, test_size=fraction, random_state=seed, shuffle=True, stratify=stratify
+    )
     return list(train), list(validation)

