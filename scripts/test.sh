@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test suite. Needs PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) running; starts its
+# own S3-compatible server (moto) on loopback. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+# Headless Chromium renders the HTML evaluation report in a test.
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing; install Debian's 'chromium' package" >&2
+  fi
+fi
+
+export TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"
