@@ -297,17 +297,16 @@ def _training_arguments(request: TrainRequest, accelerator: Accelerator, has_eva
         metric_for_best_model=BEST_MODEL_METRIC if early_stopping else None,
         greater_is_better=True if early_stopping else None,
         train_sampling_strategy="group_by_length",
+        # transformers 5 checkpoints non-reentrantly: layers above frozen ones (freeze, lora) still get gradients.
         activation_checkpointing=hyperparameters.gradient_checkpointing,
-        # Non-reentrant checkpointing gives gradients to trainable layers even when the layers below
-        # them are frozen (freeze, lora), where the reentrant variant silently yields none.
-        activation_checkpointing_kwargs={"use_reentrant": False}
-        if hyperparameters.gradient_checkpointing
-        else None,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         dataloader_pin_memory=accelerator.cuda_available,
         report_to="none",
         disable_tqdm=True,
+        # Restoring callback state on resume would also restore the TrainerControl saved by a cancel
+        # (should_training_stop) and end the resumed run at once; early stopping's patience restarts instead.
+        restore_callback_states_from_checkpoint=False,
     )
 
 
