@@ -134,10 +134,10 @@ def _file_error(exc: DatasetFileError) -> InvalidInput:
 def _raise_if_invalid(result: ValidationResult) -> None:
     if result.ok:
         return
-    errors = []
+    # Row problems first: a whole-file problem ("one class only") is often their consequence.
+    errors = [_row_error_dict(error) for error in result.errors]
     if result.file_error is not None:
         errors.append(_row_error_dict(result.file_error))
-    errors.extend(_row_error_dict(error) for error in result.errors)
     count = result.error_count + (1 if result.file_error is not None else 0)
     first = errors[0]["reason"] if errors else "the dataset is invalid"
     raise InvalidInput(
