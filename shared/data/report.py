@@ -159,6 +159,10 @@ class ClassificationProfile:
     def labels(self) -> list[str]:
         return sorted(self._label_index)
 
+    @property
+    def class_count(self) -> int:
+        return len(self._label_index)
+
     def text_digests(self) -> TextDigests:
         return self._columns.text_digests()
 

@@ -103,6 +103,7 @@ def validate_classification(
     # JSONL declares no columns; the field names seen in the rows serve to name a missing column.
     seen_fields: dict[str, None] = {}
     too_many_rows: RowError | None = None
+    too_many_classes: RowError | None = None
     try:
         for record in iter_records(path, fmt, columns=wanted if fmt == "parquet" else None):
             if record.row > limits.max_rows:
@@ -121,10 +122,15 @@ def validate_classification(
             row = check_classification_record(record, mapping, limits, error_log)
             if row is not None:
                 profile.add(row.row, row.text, row.label, row.text_pair)
+                # Stop at the first class over the limit: a label column mapped to a text or id
+                # column would otherwise grow the label index with every row.
+                if profile.class_count > limits.max_classes:
+                    too_many_classes = _too_many_classes_error(row, mapping.label, limits)
+                    break
     except DatasetFileError as error:
         return _result(error.as_row_error(), error_log, profile, row_count)
 
-    file_error = too_many_rows
+    file_error = too_many_rows or too_many_classes
     if file_error is None and object_rows:
         for name in wanted:
             if error_log.missing_count(name) == object_rows:
@@ -278,14 +284,16 @@ def _dataset_shape_error(
             reason=f"the valid rows have {len(labels)} class ({shown}); "
             f"classification needs at least {limits.min_classes}",
         )
-    if len(labels) > limits.max_classes:
-        return RowError(
-            row=None,
-            field=label_field,
-            reason=f"the file has {len(labels):,} classes; the limit is {limits.max_classes:,}; "
-            "is the label column mapped to a text or id column?",
-        )
     return None
+
+
+def _too_many_classes_error(row: ClassificationRow, label_field: str, limits: ValidationLimits) -> RowError:
+    return RowError(
+        row=row.row,
+        field=label_field,
+        reason=f"row {row.row} brings a class beyond the limit of {limits.max_classes:,} classes "
+        f"('{row.label}'); is the label column mapped to a text or id column?",
+    )
 
 
 def _result(

@@ -242,6 +242,18 @@ def test_too_many_rows_stops_reading_at_the_limit(tmp_path: Path) -> None:
     assert result.row_count == 5
 
 
+def test_too_many_classes_stops_at_the_first_class_over_the_limit(tmp_path: Path) -> None:
+    # The label column mapped to the text: every row is a class of its own.
+    rows = [{"text": f"ticket {i}", "label": f"ticket {i}"} for i in range(50)]
+
+    result = _validate(_write_jsonl(tmp_path / "classes.jsonl", rows), max_classes=3)
+
+    assert result.file_error is not None
+    assert (result.file_error.row, result.file_error.field) == (4, "label")
+    assert "beyond the limit of 3 classes ('ticket 3')" in result.file_error.reason
+    assert result.row_count == 4
+
+
 def test_too_few_valid_rows(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "few.jsonl", [GOOD_ROWS[0], {"text": "", "label": "x"}])
 
