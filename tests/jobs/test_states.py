@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from shared.jobs.states import ALLOWED_TRANSITIONS, TERMINAL, JobStatus, can_transition
@@ -7,7 +9,7 @@ from shared.jobs.states import ALLOWED_TRANSITIONS, TERMINAL, JobStatus, can_tra
 
 def test_happy_path_is_allowed() -> None:
     path = ["queued", "validating", "training", "evaluating", "exporting", "publishing", "succeeded"]
-    for current, target in zip(path, path[1:], strict=False):
+    for current, target in itertools.pairwise(path):
         assert can_transition(JobStatus(current), JobStatus(target))
 
 
