@@ -43,7 +43,13 @@ from shared.pipeline.modeling import (
     load_tokenizer,
     merge_lora_adapter,
 )
-from shared.pipeline.training_callbacks import HooksCallback, NullHooks, TrainingHooks, TrainingProgress
+from shared.pipeline.training_callbacks import (
+    HooksCallback,
+    NullHooks,
+    TrainingHooks,
+    TrainingProgress,
+    eval_quality_metrics,
+)
 
 __all__ = [
     "NullHooks",
@@ -60,7 +66,6 @@ __all__ = [
 
 BEST_MODEL_METRIC = "eval_f1_macro"
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-_EVAL_SPEED_KEYS = frozenset({"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch"})
 
 
 class InvalidTrainRequest(ValueError):
@@ -217,10 +222,7 @@ def _train(request: TrainRequest, hooks: TrainingHooks) -> TrainResult:
         # The hooks already got every per-epoch evaluation; this one measures the model being shipped
         # (the best checkpoint under early stopping) and is returned, not reported again.
         trainer.remove_callback(hooks_callback)
-        final_metrics = trainer.evaluate()
-        result.eval_metrics = {
-            key: value for key, value in final_metrics.items() if key not in _EVAL_SPEED_KEYS
-        }
+        result.eval_metrics = eval_quality_metrics(trainer.evaluate())
     result.final_model_dir, result.adapter_dir = _save_final_model(request, trainer, tokenizer)
     return result
 

@@ -14,8 +14,15 @@ from typing import Protocol
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-# Keys of the Trainer's evaluation logs that describe speed, not model quality.
-_EVAL_SPEED_KEYS = frozenset({"eval_runtime", "eval_samples_per_second", "eval_steps_per_second"})
+# Keys of the Trainer's evaluation results that describe speed or position, not model quality.
+_EVAL_BOOKKEEPING_KEYS = frozenset(
+    {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch"}
+)
+
+
+def eval_quality_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """eval_loss, eval_accuracy, eval_f1_macro (whatever measures the model) from a Trainer evaluation."""
+    return {key: value for key, value in metrics.items() if key not in _EVAL_BOOKKEEPING_KEYS}
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,7 @@ class HooksCallback(TrainerCallback):
         metrics: dict[str, float] | None = None,
         **kwargs: object,
     ) -> None:
-        quality = {key: value for key, value in (metrics or {}).items() if key not in _EVAL_SPEED_KEYS}
-        quality.pop("epoch", None)
-        self._hooks.on_metrics(state.global_step, state.epoch or 0.0, quality)
+        self._hooks.on_metrics(state.global_step, state.epoch or 0.0, eval_quality_metrics(metrics or {}))
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
