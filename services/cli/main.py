@@ -215,6 +215,50 @@ def watch(job_id: str) -> None:
         )
 
 
+@jobs_app.command("report")
+def jobs_report(
+    job_id: str,
+    html: Annotated[Path | None, typer.Option(help="Also save the HTML report to this file")] = None,
+) -> None:
+    """The evaluation summary: metrics against the baseline with confidence intervals, and the gate."""
+    client = api()
+    report = run_api_call(client.request, "GET", f"/v1/jobs/{job_id}/evaluation")
+    comparison = report["baseline_comparison"]
+    table = Table(
+        "metric",
+        "model",
+        f"baseline: {comparison['baseline']}",
+        "delta",
+        "95% CI of delta",
+        title=f"evaluation on {report.get('split', 'test')} ({comparison['rows']} rows)",
+    )
+    for name, entry in comparison["metrics"].items():
+        interval = entry.get("delta_interval") or {}
+        ci = f"[{interval['low']:+.4f}, {interval['high']:+.4f}]" if interval else ""
+        table.add_row(
+            name, _fmt(entry["candidate"]), _fmt(entry["baseline"]), _fmt(entry["delta"], signed=True), ci
+        )
+    console.print(table)
+    mcnemar = comparison.get("mcnemar") or {}
+    if mcnemar:
+        console.print(f"McNemar: p = {mcnemar.get('p_value')}")
+    if report.get("gate"):
+        gate = report["gate"]
+        console.print(
+            f"gate: {'[green]passed' if gate['passed'] else '[red]failed'}[/] " + "; ".join(gate["reasons"])
+        )
+    if html is not None:
+        response = client.http.get(f"/v1/jobs/{job_id}/evaluation.html")
+        html.write_bytes(response.content)
+        console.print(f"HTML report written to {html}")
+
+
+def _fmt(value: object, signed: bool = False) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
 def list_events(client: TemperApi, job_id: str):  # type: ignore[no-untyped-def]
     yield from client.stream_events(job_id)
 

@@ -69,6 +69,10 @@ def _body(stage: str) -> Callable[..., Any]:
         from shared.jobs.stages.train import run_train
 
         return run_train
+    if stage == "evaluate":
+        from shared.jobs.stages.evaluate import run_evaluate
+
+        return run_evaluate
     raise ValueError(f"no stage body for {stage!r}")
 
 
@@ -80,3 +84,8 @@ def validate_job(self: Any, job_id: str) -> None:
 @temper_task("jobs.train")
 def train_job(self: Any, job_id: str) -> None:
     _run(self, "train", job_id)
+
+
+@temper_task("jobs.evaluate")
+def evaluate_job(self: Any, job_id: str) -> None:
+    _run(self, "evaluate", job_id)

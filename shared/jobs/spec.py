@@ -11,8 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.pipeline.evaluate.gate import GateSpec
+
 TaskName = Literal["text-classification"]
-MethodName = Literal["full", "lora", "freeze"]
+# qlora needs a CUDA GPU: the train stage refuses it with a clear error on a CPU worker.
+MethodName = Literal["full", "lora", "qlora", "freeze"]
 
 
 class ColumnMapping(BaseModel):
@@ -58,6 +61,31 @@ class Hyperparameters(BaseModel):
     logging_steps: int = Field(5, ge=1)
 
 
+class EvaluationSpec(BaseModel):
+    """The evaluate stage: on the test dataset (or the validation rows when there is none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "majority" (the majority class of the train labels) or "job:<id>" (another job's model).
+    baseline: str = "majority"
+    # e.g. {"metric": "f1_macro", "min": 0.85, "better_than_baseline": true}; a failing gate stops
+    # the job before export and publish with error.code = gate_failed.
+    gate: GateSpec | None = None
+    robustness: bool = True
+    bootstrap_resamples: int = Field(1000, ge=100, le=20000)
+    confidence_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @field_validator("baseline")
+    @classmethod
+    def _known_baseline(cls, value: str) -> str:
+        if value == "majority":
+            return value
+        if value.startswith("job:"):
+            uuid.UUID(value.removeprefix("job:"))
+            return value
+        raise ValueError("baseline must be 'majority' or 'job:<job id>'")
+
+
 class JobSpec(BaseModel):
     """A job spec with defaults filled in. Dataset and base model fields are references by id/name."""
 
@@ -71,6 +99,8 @@ class JobSpec(BaseModel):
     validation_split: float | None = Field(None, gt=0.0, lt=0.5)
     test_dataset_id: uuid.UUID | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    # None skips the evaluate stage.
+    evaluation: EvaluationSpec | None = Field(default_factory=EvaluationSpec)
 
     @field_validator("base_model")
     @classmethod
@@ -87,7 +117,9 @@ class JobSpec(BaseModel):
 
     def wants_stage(self, stage: str) -> bool:
         """Whether an optional stage after training (evaluate, export, publish) runs for this spec."""
-        return stage in OPTIONAL_STAGES and False
+        if stage == "evaluate":
+            return self.evaluation is not None
+        return False
 
 
 OPTIONAL_STAGES = ("evaluate", "export", "publish")

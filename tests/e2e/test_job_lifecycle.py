@@ -64,7 +64,7 @@ def run_lifecycle(stack: Stack, base_model_dir: Path, tmp_path: Path) -> None:
     assert job["progress"]["percent"] == 100.0
     assert "eval_accuracy" in job["latest_metrics"]
     assert job["result"]["train"]["model_prefix"].endswith("/model")
-    assert job["result"]["completed_stages"] == ["validate", "train"]
+    assert job["result"]["completed_stages"] == ["validate", "train", "evaluate"]
 
     events = stack.client.get(f"/v1/jobs/{job_id}/events?limit=1000", headers=stack.headers(key)).json()[
         "items"
@@ -72,7 +72,12 @@ def run_lifecycle(stack: Stack, base_model_dir: Path, tmp_path: Path) -> None:
     transitions = [
         (event["from_status"], event["to_status"]) for event in events if event["type"] == "transition"
     ]
-    assert transitions == [("queued", "validating"), ("validating", "training"), ("training", "succeeded")]
+    assert transitions == [
+        ("queued", "validating"),
+        ("validating", "training"),
+        ("training", "evaluating"),
+        ("evaluating", "succeeded"),
+    ]
 
     metrics = stack.client.get(f"/v1/jobs/{job_id}/metrics", headers=stack.headers(key)).json()
     names = {series["name"] for series in metrics}
@@ -92,6 +97,25 @@ def run_lifecycle(stack: Stack, base_model_dir: Path, tmp_path: Path) -> None:
 
     artifacts = stack.client.get(f"/v1/jobs/{job_id}/artifacts", headers=stack.headers(key)).json()
     assert any(file["path"] == "model/config.json" for file in artifacts)
+
+    # The evaluate stage scored the test dataset against the majority class.
+    summary = job["result"]["evaluation"]
+    assert summary["split"] == "test" and summary["rows"] == 30
+    report = stack.client.get(f"/v1/jobs/{job_id}/evaluation", headers=stack.headers(key)).json()
+    assert report["metrics"]["accuracy"] == summary["metrics"]["accuracy"]
+    assert report["baseline_comparison"]["baseline"].startswith("majority class")
+    page = stack.client.get(f"/v1/jobs/{job_id}/evaluation.html", headers=stack.headers(key))
+    assert page.status_code == 200 and "<img" in page.text
+    assert any(file["path"].startswith("evaluation/pictures/") for file in artifacts)
+
+    # A gate the model cannot pass stops the job with gate_failed, the report still readable.
+    gated = {**spec, "evaluation": {"gate": {"metric": "f1_macro", "min": 1.01}}}
+    gated_id = stack.client.post("/v1/jobs", json=gated, headers=stack.headers(key)).json()["id"]
+    failed = stack.wait_for(key, gated_id, timeout_s=240)
+    assert failed["status"] == "failed", failed
+    assert failed["error"]["code"] == "gate_failed" and failed["error"]["stage"] == "evaluate"
+    assert "f1_macro" in failed["error"]["message"]
+    assert failed["result"]["evaluation"]["gate"]["passed"] is False
 
 
 def test_lifecycle_embedded(embedded_settings: Settings, tiny_base_model: Path, tmp_path: Path) -> None:

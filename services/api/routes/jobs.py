@@ -175,6 +175,31 @@ def list_artifacts(
     return [file for file in files if not file["path"].startswith("checkpoints/")]
 
 
+@router.get("/{job_id}/evaluation")
+def get_evaluation(
+    job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
+) -> Response:
+    """The full evaluation report (JSON): metrics, per-class, calibration, baseline, gate, robustness."""
+    return _evaluation_file(job_id, session, store, principal, "report.json", "application/json")
+
+
+@router.get("/{job_id}/evaluation.html")
+def get_evaluation_html(
+    job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
+) -> Response:
+    """The report as one self-contained page (pictures embedded)."""
+    return _evaluation_file(job_id, session, store, principal, "report.html", "text/html; charset=utf-8")
+
+
+def _evaluation_file(job_id, session, store, principal, name: str, media_type: str) -> Response:  # type: ignore[no-untyped-def]
+    JobService(session).get(principal.team_id, job_id)
+    try:
+        content = store.get_bytes(f"{job_prefix(job_id)}/evaluation/{name}")
+    except ObjectNotFound as exc:
+        raise NotFound(f"job {job_id} has no evaluation yet") from exc
+    return Response(content=content, media_type=media_type)
+
+
 @router.get("/{job_id}/files/{path:path}")
 def download_file(
     job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: PrincipalDep
