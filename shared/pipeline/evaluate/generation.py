@@ -38,6 +38,12 @@ class GenerationSettings:
     seed: int = 0
     sample_count: int = 5
 
+    def __post_init__(self) -> None:
+        if not 0 < self.max_new_tokens < self.max_length:
+            raise ValueError(
+                f"max_new_tokens ({self.max_new_tokens}) must be positive and below max_length ({self.max_length})"
+            )
+
 
 def build_prompt(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase, prompt_format: str) -> str:
     instruction = str(row["instruction"]).strip()
@@ -131,7 +137,9 @@ def generate_answers(
     answers: list[str] = []
     device = model.device
     for start in range(0, len(prompt_ids), settings.batch_size):
-        batch = prompt_ids[start : start + settings.batch_size]
+        # Room for the answer within max_length: a long prompt loses its start, as in answer_losses.
+        prompt_room = settings.max_length - settings.max_new_tokens
+        batch = [ids[-prompt_room:] for ids in prompt_ids[start : start + settings.batch_size]]
         width = max(len(ids) for ids in batch)
         # Left padding, so that every prompt ends where generation starts.
         input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch], device=device)
