@@ -93,6 +93,20 @@ def _digest_matrix(buffer: bytearray | bytes) -> np.ndarray:
     return np.frombuffer(bytes(buffer), dtype=np.uint64).reshape(-1, 2)
 
 
+def _first_groups(frame: pd.DataFrame) -> tuple[int, list[pd.DataFrame]]:
+    """How many digest groups `frame` holds, and the first `MAX_EXAMPLES` of them in file order.
+
+    Only the example groups are materialized: a file with a hundred thousand duplicate groups
+    would otherwise build a hundred thousand small frames to show five.
+    """
+    if frame.empty:
+        return 0, []
+    group_numbers = frame.groupby(["h0", "h1"], sort=False).ngroup()
+    shown = group_numbers < MAX_EXAMPLES
+    examples = frame[shown].groupby(group_numbers[shown], sort=True)
+    return int(group_numbers.max()) + 1, [group for _, group in examples]
+
+
 class _RowDigests:
     """Growing per-row columns shared by the classification and instruction profiles."""
 
@@ -128,10 +142,9 @@ class _RowDigests:
         """Rows whose exact text repeats an earlier row's; `rows` counts the repeats only."""
         frame = self.text_digests().frame()
         repeated = frame.duplicated(["h0", "h1"], keep="first")
-        in_groups = frame[frame.duplicated(["h0", "h1"], keep=False)]
-        groups = in_groups.groupby(["h0", "h1"], sort=False)["row"]
-        examples = [[int(r) for r in rows[:MAX_ROWS_PER_EXAMPLE]] for _, rows in list(groups)[:MAX_EXAMPLES]]
-        return {"rows": int(repeated.sum()), "groups": int(groups.ngroups), "examples": examples}
+        group_count, example_groups = _first_groups(frame[frame.duplicated(["h0", "h1"], keep=False)])
+        examples = [[int(r) for r in group["row"].iloc[:MAX_ROWS_PER_EXAMPLE]] for group in example_groups]
+        return {"rows": int(repeated.sum()), "groups": group_count, "examples": examples}
 
     def normalized_frame(self) -> pd.DataFrame:
         digests = _digest_matrix(self.normalized)
@@ -176,14 +189,10 @@ class ClassificationProfile:
             },
         }
 
-    def _label_names(self) -> np.ndarray:
-        names_by_id = np.array(list(self._label_index), dtype=object)
-        return names_by_id[_int32(self._label_ids)]
-
     def _label_distribution(self) -> dict[str, object]:
-        counts = pd.Series(self._label_names(), dtype=object).value_counts()
+        counts = np.bincount(_int32(self._label_ids), minlength=len(self._label_index))
+        frame = pd.DataFrame({"label": list(self._label_index), "count": counts})
         # Most frequent first; ties by name so the report is stable.
-        frame = counts.rename_axis("label").reset_index(name="count")
         frame = frame.sort_values(["count", "label"], ascending=[False, True], kind="stable")
         total = int(frame["count"].sum())
         classes = [
@@ -201,18 +210,22 @@ class ClassificationProfile:
     def _conflicting_duplicates(self) -> dict[str, object]:
         """Groups of rows with the same normalized text but different labels."""
         frame = self._columns.normalized_frame()
-        frame["label"] = self._label_names()
-        distinct_labels = frame.groupby(["h0", "h1"], sort=False)["label"].transform("nunique")
-        conflicting = frame[distinct_labels > 1]
-        groups = conflicting.groupby(["h0", "h1"], sort=False)
+        # Label ids, not names: grouping an int32 column costs a fraction of an object column.
+        frame["label_id"] = _int32(self._label_ids)
+        # Only texts that occur more than once can conflict; most rows drop out before grouping.
+        repeated = frame[frame.duplicated(["h0", "h1"], keep=False)]
+        distinct_labels = repeated.groupby(["h0", "h1"], sort=False)["label_id"].transform("nunique")
+        conflicting = repeated[distinct_labels > 1]
+        group_count, example_groups = _first_groups(conflicting)
+        names_by_id = list(self._label_index)
         examples = [
             {
                 "rows": [int(r) for r in group["row"].iloc[:MAX_ROWS_PER_EXAMPLE]],
-                "labels": sorted(str(label) for label in group["label"].unique()),
+                "labels": sorted(names_by_id[label_id] for label_id in group["label_id"].unique()),
             }
-            for _, group in list(groups)[:MAX_EXAMPLES]
+            for group in example_groups
         ]
-        return {"rows": len(conflicting), "groups": int(groups.ngroups), "examples": examples}
+        return {"rows": len(conflicting), "groups": group_count, "examples": examples}
 
 
 class InstructionProfile:

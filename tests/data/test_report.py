@@ -7,6 +7,7 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from shared.data.report import (
+    MAX_EXAMPLES,
     ClassificationProfile,
     TextDigests,
     dataset_overlap,
@@ -75,6 +76,24 @@ def test_conflicting_duplicates_ignore_case_and_spacing_but_need_different_label
     }
     # Normalized-equal texts are not exact duplicates.
     assert duplicates["exact"]["rows"] == 0
+
+
+def test_many_duplicate_groups_are_all_counted_and_the_first_are_shown_in_file_order() -> None:
+    # 2,000 texts, each written twice; the second copy of every other text has another label.
+    rows = [(f"ticket {i}", "a") for i in range(2000)]
+    rows += [(f"TICKET  {i}", "b" if i % 2 else "a") for i in range(2000)]
+    rows += [(f"ticket {i}", "a") for i in range(2000)]
+
+    duplicates = _profile(rows).report()["duplicates"]
+
+    assert duplicates["exact"]["rows"] == 2000
+    assert duplicates["exact"]["groups"] == 2000
+    assert duplicates["exact"]["examples"] == [[i + 1, i + 4001] for i in range(MAX_EXAMPLES)]
+    assert duplicates["conflicting"]["groups"] == 1000
+    assert duplicates["conflicting"]["rows"] == 3000
+    assert [e["rows"] for e in duplicates["conflicting"]["examples"]] == [
+        [i + 1, i + 2001, i + 4001] for i in range(1, 2 * MAX_EXAMPLES, 2)
+    ]
 
 
 def test_normalize_text_folds_width_case_and_whitespace() -> None:
