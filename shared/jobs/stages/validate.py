@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 
 from shared.base_models.service import materialize_base_model
+from shared.data.report import dataset_overlap
 from shared.db.models import BaseModelEntry, Job
 from shared.errors import StageError
 from shared.jobs.service import JobService
@@ -67,11 +68,11 @@ def run_validate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
             f"{truncated_share:.0%} of train rows are longer than max_seq_length={max_length} tokens and will be cut"
         )
 
-    overlap = {"validation": _overlap(rows.train, rows.validation)}
+    overlap = {"validation": dataset_overlap(rows.train, rows.validation)}
     if rows.test is not None:
-        overlap["test"] = _overlap(rows.train, rows.test)
-        if overlap["test"]["count"]:
-            warnings.append(f"{overlap['test']['count']} test rows also appear in the train rows")
+        overlap["test"] = dataset_overlap(rows.train, rows.test)
+        if overlap["test"]["rows"]:
+            warnings.append(f"{overlap['test']['rows']} test rows also appear in the train rows")
 
     counts = {label: 0 for label in rows.labels}
     for row in rows.train:
@@ -101,13 +102,3 @@ def run_validate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
         for warning in warnings:
             service.log(job, f"validation warning: {warning}")
     return StageOutcome(result={"validation": report})
-
-
-def _overlap(train, other) -> dict:  # type: ignore[no-untyped-def]
-    train_texts = {(row.text.strip().lower(), row.text_pair) for row in train}
-    shared = [row for row in other if (row.text.strip().lower(), row.text_pair) in train_texts]
-    return {
-        "count": len(shared),
-        "share": len(shared) / len(other) if other else 0.0,
-        "examples": [row.text[:200] for row in shared[:5]],
-    }
