@@ -51,17 +51,10 @@ def evaluated_labels(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.union1d(y_true, y_pred)
 
 
-def summary_metrics(
-    y_true: np.ndarray,
-    probabilities: np.ndarray,
-    labels: list[str],
-    positive_label: str | None = None,
-    calibration_bin_count: int = 10,
-) -> dict[str, float | None]:
-    """The headline metrics (SUMMARY_METRICS) from class indices and probabilities."""
-    y_pred = probabilities.argmax(axis=1)
+def averaged_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and precision, recall and F1 under each average, from class indices."""
     evaluated = evaluated_labels(y_true, y_pred)
-    metrics: dict[str, float | None] = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    metrics = {"accuracy": float(accuracy_score(y_true, y_pred))}
     for average in AVERAGES:
         precision, recall, f1, _ = precision_recall_fscore_support(
             y_true, y_pred, labels=evaluated, average=average, zero_division=0
@@ -73,12 +66,27 @@ def summary_metrics(
                 f"f1_{average}": float(f1),
             }
         )
-    ranking = ranking_metrics(y_true, probabilities, labels, positive_label)
-    metrics["roc_auc"] = ranking["roc_auc"]
-    metrics["pr_auc"] = ranking["pr_auc"]
-    confidence = probabilities.max(axis=1)
-    metrics["ece"] = calibration_bins(confidence, y_pred == y_true, calibration_bin_count)["ece"]
     return metrics
+
+
+def summary_metrics(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    labels: list[str],
+    positive_label: str | None = None,
+    calibration_bin_count: int = 10,
+) -> dict[str, float | None]:
+    """The headline metrics (SUMMARY_METRICS) from class indices and probabilities."""
+    y_pred = probabilities.argmax(axis=1)
+    ranking = ranking_metrics(y_true, probabilities, labels, positive_label)
+    calibration = calibration_bins(probabilities.max(axis=1), y_pred == y_true, calibration_bin_count)
+    return _headline(averaged_metrics(y_true, y_pred), ranking, calibration)
+
+
+def _headline(
+    averages: dict[str, float], ranking: dict[str, Any], calibration: dict[str, Any]
+) -> dict[str, float | None]:
+    return {**averages, "roc_auc": ranking["roc_auc"], "pr_auc": ranking["pr_auc"], "ece": calibration["ece"]}
 
 
 def classification_report(
@@ -107,7 +115,9 @@ def classification_report(
     correct = predicted_index == true_index
     evaluated = evaluated_labels(true_index, predicted_index)
 
-    metrics = summary_metrics(true_index, probabilities, labels, positive_label, calibration_bin_count)
+    ranking = ranking_metrics(true_index, probabilities, labels, positive_label)
+    calibration = calibration_bins(confidence, correct, calibration_bin_count)
+    metrics = _headline(averaged_metrics(true_index, predicted_index), ranking, calibration)
     precision, recall, f1, support = precision_recall_fscore_support(
         true_index, predicted_index, labels=np.arange(len(labels)), zero_division=0
     )
@@ -129,7 +139,6 @@ def classification_report(
         [float(value) for value in row / total] if total else None
         for row, total in zip(counts, row_totals[:, 0], strict=True)
     ]
-    ranking = ranking_metrics(true_index, probabilities, labels, positive_label)
     return {
         "rows": len(true_index),
         "labels": labels,
@@ -138,7 +147,7 @@ def classification_report(
         "per_class": per_class,
         "confusion_matrix": {"labels": labels, "counts": counts.tolist(), "row_normalized": row_normalized},
         "confidence": confidence_statistics(confidence, correct, confidence_threshold),
-        "calibration": calibration_bins(confidence, correct, calibration_bin_count),
+        "calibration": calibration,
         "ranking": ranking,
         "mistakes": most_confident_mistakes(
             probabilities, true_index, labels, texts, row_ids, mistakes_count

@@ -41,7 +41,8 @@ def ranking_metrics(
             "roc_auc": float(roc_auc_score(is_class, probabilities[:, index])),
             "pr_auc": float(average_precision_score(is_class, probabilities[:, index])),
         }
-    skipped = [label for index, label in enumerate(labels) if index not in set(present.tolist())]
+    present_set = set(present.tolist())
+    skipped = [label for index, label in enumerate(labels) if index not in present_set]
     note = (
         f"one-vs-rest macro over {len(present)} of {len(labels)} classes; skipped "
         f"{len(skipped)} classes absent from the true labels"
