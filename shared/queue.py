@@ -62,6 +62,8 @@ def create_celery_app(settings: Settings) -> Celery:
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
             "processed_folder": str(processed),
+            # Broadcast (remote control) messages; kombu defaults to ./control in the working directory.
+            "control_folder": str(settings.broker_directory / "control"),
             "store_processed": False,
         }
     elif settings.resolved_broker_url.startswith("redis"):
