@@ -3,6 +3,22 @@
 from shared.db.models.base_model import BaseModelEntry
 from shared.db.models.dataset import Dataset
 from shared.db.models.job import Checkpoint, Job, JobEvent, JobMetricPoint
+from shared.db.models.registry import ModelPromotion, ModelVersion, RegisteredModel
+from shared.db.models.study import Study, StudyVariant
 from shared.db.models.team import ApiKey, Team
 
-__all__ = ["ApiKey", "BaseModelEntry", "Checkpoint", "Dataset", "Job", "JobEvent", "JobMetricPoint", "Team"]
+__all__ = [
+    "ApiKey",
+    "BaseModelEntry",
+    "Checkpoint",
+    "Dataset",
+    "Job",
+    "JobEvent",
+    "JobMetricPoint",
+    "ModelPromotion",
+    "ModelVersion",
+    "RegisteredModel",
+    "Study",
+    "StudyVariant",
+    "Team",
+]
