@@ -7,9 +7,12 @@ configuration here and none of the task code (or torch).
 from __future__ import annotations
 
 import time
+import uuid
 
+import sqlalchemy as sa
 from celery import Celery
 from kombu import Queue
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import Settings
 
@@ -85,3 +88,17 @@ def send_stage(app: Celery, stage: str, job_id: str, countdown: float | None = N
         headers={"temper_sent_at": time.time()},
     )
     return result.id
+
+
+def notify_study(app: Celery, session_factory: sessionmaker[Session], job_id: uuid.UUID) -> None:
+    """When a study's job has finished, let the study submit its next variants."""
+    from shared.db.models import Job, StudyVariant
+    from shared.jobs.states import TERMINAL, JobStatus
+
+    with session_factory() as session:
+        job = session.get(Job, job_id)
+        if job is None or JobStatus(job.status) not in TERMINAL:
+            return
+        study_id = session.scalar(sa.select(StudyVariant.study_id).where(StudyVariant.job_id == job_id))
+    if study_id is not None:
+        app.send_task("studies.advance", args=[str(study_id)], queue=TASK_QUEUES["studies.advance"])

@@ -17,7 +17,7 @@ import structlog
 from services.worker.app import celery_app, stage_context
 from shared.errors import TransientError
 from shared.observability import QUEUE_WAIT
-from shared.queue import TASK_QUEUES, send_stage
+from shared.queue import TASK_QUEUES, notify_study, send_stage
 from shared.storage.errors import StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -56,6 +56,8 @@ def _run(task: Any, stage: str, job_id: str) -> None:
         if outcome.next_stage is not None:
             # The transition to the next stage is committed by now: enqueue after commit.
             send_stage(celery_app, outcome.next_stage, job_id)
+        else:
+            notify_study(celery_app, stage_context().session_factory, uuid.UUID(job_id))
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage", "task_id")
 
@@ -89,3 +91,10 @@ def train_job(self: Any, job_id: str) -> None:
 @temper_task("jobs.evaluate")
 def evaluate_job(self: Any, job_id: str) -> None:
     _run(self, "evaluate", job_id)
+
+
+@temper_task("studies.advance")
+def advance_study_task(self: Any, study_id: str) -> None:
+    from shared.studies.service import advance_study
+
+    advance_study(stage_context().session_factory, celery_app, uuid.UUID(study_id))

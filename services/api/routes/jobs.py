@@ -18,7 +18,7 @@ from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
 from shared.jobs.stages.context import job_prefix
 from shared.jobs.states import TERMINAL, JobStatus
-from shared.queue import send_stage
+from shared.queue import notify_study, send_stage
 from shared.storage.errors import ObjectNotFound
 from shared.teams.repository import TeamRepository
 
@@ -70,8 +70,14 @@ def get_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> 
 
 
 @router.post("/{job_id}/cancel", response_model=schemas.Job, status_code=status.HTTP_202_ACCEPTED)
-def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
-    return present_job(JobService(session).request_cancel(principal.team_id, job_id))
+def cancel_job(
+    job_id: uuid.UUID, request: Request, session: SessionDep, celery: CeleryDep, principal: PrincipalDep
+) -> object:
+    job = JobService(session).request_cancel(principal.team_id, job_id)
+    session.commit()
+    # A queued job is cancelled here, with no worker involved: tell its study, if any.
+    notify_study(celery, request.app.state.session_factory, job.id)
+    return present_job(job)
 
 
 @router.get("/{job_id}/events", response_model=schemas.EventPage)
