@@ -1,0 +1,126 @@
+"""Ablation studies over REST: create one, watch its variants, read the ranking, cancel it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel
+
+from services.api import schemas
+from services.api.deps import CeleryDep, PrincipalDep, SessionDep, SettingsDep, StoreDep
+from shared.queue import send_stage
+from shared.studies.report import study_summary, study_view
+from shared.studies.service import StudyService
+from shared.studies.spec import StudySpec
+
+router = APIRouter(prefix="/v1/studies", tags=["studies"])
+
+
+class StudyVariantError(schemas.ApiModel):
+    code: str
+    message: str | None
+    stage: str | None = None
+
+
+class StudyVariantChange(schemas.ApiModel):
+    """The variant's metric minus the base variant's on the same test rows, with a paired bootstrap CI."""
+
+    metric: str
+    delta: float
+    low: float | None
+    high: float | None
+    confidence: float
+    rows: int
+
+
+class StudyVariant(schemas.ApiModel):
+    position: int
+    overrides: dict[str, Any]
+    status: str
+    job_id: uuid.UUID | None
+    job_status: str | None
+    metric_value: float | None
+    rank: int | None
+    error: StudyVariantError | None
+    change: StudyVariantChange | None
+    change_summary: str | None
+
+
+class StudySummary(schemas.ApiModel):
+    id: uuid.UUID
+    name: str | None
+    status: str
+    mode: str | None
+    metric: str
+    direction: str
+    max_concurrency: int
+    trial_budget: int
+    variant_count: int
+    best: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Study(StudySummary):
+    base_spec: dict[str, Any]
+    variants_spec: dict[str, Any]
+    result: dict[str, Any]
+    variants: list[StudyVariant]
+
+
+class StudyPage(BaseModel):
+    items: list[StudySummary]
+    next_cursor: str | None = None
+
+
+@router.post("", response_model=Study, status_code=status.HTTP_201_CREATED)
+def create_study(
+    body: StudySpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    store: StoreDep,
+    principal: PrincipalDep,
+) -> object:
+    service = StudyService(session, default_job_limit=settings.max_concurrent_jobs_per_team)
+    study, submitted = service.create(principal.team_id, body)
+    # Enqueue after commit: the worker must find the job rows it is sent.
+    session.commit()
+    for job_id in submitted:
+        send_stage(celery, "validate", str(job_id))
+    return study_view(study, service.variants(study), store)
+
+
+@router.get("", response_model=StudyPage)
+def list_studies(
+    session: SessionDep,
+    principal: PrincipalDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> object:
+    service = StudyService(session)
+    studies, next_cursor = service.list(principal.team_id, cursor, limit)
+    counts = service.variant_counts(studies)
+    return {
+        "items": [study_summary(study, counts.get(study.id, 0)) for study in studies],
+        "next_cursor": next_cursor,
+    }
+
+
+@router.get("/{study_id}", response_model=Study)
+def get_study(study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep) -> object:
+    service = StudyService(session)
+    study = service.get(principal.team_id, study_id)
+    return study_view(study, service.variants(study), store)
+
+
+@router.post("/{study_id}/cancel", response_model=Study, status_code=status.HTTP_202_ACCEPTED)
+def cancel_study(
+    study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
+) -> object:
+    service = StudyService(session)
+    study = service.cancel(principal.team_id, study_id)
+    return study_view(study, service.variants(study), store)
