@@ -11,7 +11,8 @@ import structlog
 from fastapi import FastAPI, Request
 
 from services.api.errors import install_error_handlers
-from services.api.routes import admin, datasets, health, jobs
+from services.api.routes import admin, datasets, health, jobs, models
+from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
@@ -38,6 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             secret_key=_secret(settings.object_store_secret_key),
             region=settings.object_store_region,
         )
+        app.state.model_repository = open_object_store(
+            settings.resolved_model_repository_url,
+            access_key=_secret(settings.object_store_access_key),
+            secret_key=_secret(settings.object_store_secret_key),
+            region=settings.object_store_region,
+        )
+        app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.celery = create_celery_app(settings)
         if settings.bootstrap_admin_key is not None:
             with app.state.session_factory.begin() as session:
@@ -75,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(models.router)
     return app
 
 

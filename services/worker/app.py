@@ -33,9 +33,18 @@ def stage_context():  # type: ignore[no-untyped-def]
             secret_key=_secret(settings.object_store_secret_key),
             region=settings.object_store_region,
         )
+        model_repository = open_object_store(
+            settings.resolved_model_repository_url,
+            access_key=_secret(settings.object_store_access_key),
+            secret_key=_secret(settings.object_store_secret_key),
+            region=settings.object_store_region,
+        )
         _state["engine"] = engine
         _state["context"] = StageContext(
-            settings=settings, session_factory=create_session_factory(engine), store=store
+            settings=settings,
+            session_factory=create_session_factory(engine),
+            store=store,
+            model_repository=model_repository,
         )
     return _state["context"]
 

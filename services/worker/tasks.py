@@ -75,6 +75,14 @@ def _body(stage: str) -> Callable[..., Any]:
         from shared.jobs.stages.evaluate import run_evaluate
 
         return run_evaluate
+    if stage == "export":
+        from shared.jobs.stages.export import run_export
+
+        return run_export
+    if stage == "publish":
+        from shared.jobs.stages.publish import run_publish
+
+        return run_publish
     raise ValueError(f"no stage body for {stage!r}")
 
 
@@ -91,6 +99,16 @@ def train_job(self: Any, job_id: str) -> None:
 @temper_task("jobs.evaluate")
 def evaluate_job(self: Any, job_id: str) -> None:
     _run(self, "evaluate", job_id)
+
+
+@temper_task("jobs.export")
+def export_job(self: Any, job_id: str) -> None:
+    _run(self, "export", job_id)
+
+
+@temper_task("jobs.publish")
+def publish_job(self: Any, job_id: str) -> None:
+    _run(self, "publish", job_id)
 
 
 @temper_task("studies.advance")

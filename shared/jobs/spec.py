@@ -86,6 +86,34 @@ class EvaluationSpec(BaseModel):
         raise ValueError("baseline must be 'majority' or 'job:<job id>'")
 
 
+class ExportSpec(BaseModel):
+    """The export stage: ONNX (always, checked against PyTorch), optional ORT and TensorRT variants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    opset: int = Field(18, ge=14, le=23)
+    # Largest absolute logit difference allowed between the FP32 ONNX and PyTorch.
+    parity_tolerance: float = Field(1e-3, gt=0.0, le=1.0)
+    optimize: bool = True
+    int8: bool = False
+    int8_min_label_agreement: float = Field(0.99, gt=0.0, le=1.0)
+    # Built on a GPU export worker; elsewhere recorded as skipped with the reason.
+    tensorrt: bool = True
+    max_batch_size: int = Field(32, ge=1, le=4096)
+
+
+class PublishSpec(BaseModel):
+    """The publish stage: a new version of `model` in the Triton repository."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # Move the `production` alias to the new version (only when the evaluation gate passed).
+    promote: bool = False
+    # Which ONNX the ensemble serves: the FP32 export (optimized when built) or the INT8 one.
+    serve: Literal["fp32", "int8"] = "fp32"
+
+
 class JobSpec(BaseModel):
     """A job spec with defaults filled in. Dataset and base model fields are references by id/name."""
 
@@ -101,6 +129,9 @@ class JobSpec(BaseModel):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     # None skips the evaluate stage.
     evaluation: EvaluationSpec | None = Field(default_factory=EvaluationSpec)
+    # None skips the stage; publishing needs an export, so `publish` alone fills in `export`.
+    export: ExportSpec | None = None
+    publish: PublishSpec | None = None
 
     @field_validator("base_model")
     @classmethod
@@ -113,12 +144,20 @@ class JobSpec(BaseModel):
     def _one_validation_source(self) -> JobSpec:
         if self.validation_dataset_id is not None and self.validation_split is not None:
             raise ValueError("give validation_dataset_id or validation_split, not both")
+        if self.publish is not None and self.export is None:
+            self.export = ExportSpec()
+        if self.publish is not None and self.publish.serve == "int8" and not self.export.int8:
+            raise ValueError("publish.serve is 'int8' but export.int8 is false")
         return self
 
     def wants_stage(self, stage: str) -> bool:
         """Whether an optional stage after training (evaluate, export, publish) runs for this spec."""
         if stage == "evaluate":
             return self.evaluation is not None
+        if stage == "export":
+            return self.export is not None
+        if stage == "publish":
+            return self.publish is not None
         return False
 
 

@@ -18,6 +18,8 @@ class StageContext:
     settings: Settings
     session_factory: sessionmaker[Session]
     store: ObjectStore
+    # Where Triton reads models: a bucket in production, a directory on the embedded default.
+    model_repository: ObjectStore | None = None
 
     def job_dir(self, job_id: uuid.UUID) -> Path:
         path = self.settings.work_dir / "jobs" / str(job_id)

@@ -14,7 +14,7 @@ from shared.datasets.repository import DatasetRepository
 from shared.db.models import Dataset, Job
 from shared.errors import StageError
 from shared.jobs.spec import ColumnMapping, JobSpec
-from shared.jobs.stages.context import StageContext
+from shared.jobs.stages.context import StageContext, job_prefix
 
 
 @dataclass
@@ -74,3 +74,11 @@ def split_validation(
         rows, test_size=fraction, random_state=seed, shuffle=True, stratify=stratify
     )
     return list(train), list(validation)
+
+
+def download_job_model(ctx: StageContext, job_id: uuid.UUID) -> Path:
+    """The job's trained model on this worker (downloaded once per worker and job)."""
+    target = ctx.job_dir(job_id) / "model"
+    if not (target / "config.json").is_file():
+        ctx.store.download_dir(f"{job_prefix(job_id)}/model", target)
+    return target

@@ -17,7 +17,7 @@ from shared.errors import StageError
 from shared.jobs.repository import JobRepository
 from shared.jobs.spec import JobSpec
 from shared.jobs.stages.context import StageContext, job_prefix
-from shared.jobs.stages.data import load_job_rows
+from shared.jobs.stages.data import download_job_model, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 from shared.pipeline.evaluate import EvaluationOptions, evaluate_classifier
 from shared.pipeline.evaluate.predict import load_classifier, predict_probabilities
@@ -34,7 +34,7 @@ def run_evaluate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
     assert spec.evaluation is not None
     test_rows = rows.test if rows.test is not None else rows.validation
     split = "test" if rows.test is not None else "validation"
-    model_dir = _download_model(ctx, job_id, "model")
+    model_dir = download_job_model(ctx, job_id)
     test = [
         {
             "id": row.row,
@@ -110,13 +110,6 @@ def _summary(report: dict[str, Any], split: str, prefix: str) -> dict[str, Any]:
         "gate": report.get("gate"),
         "report_prefix": prefix,
     }
-
-
-def _download_model(ctx: StageContext, job_id: uuid.UUID, name: str) -> Path:
-    target = ctx.job_dir(job_id) / "evaluate" / name
-    if not (target / "config.json").is_file():
-        ctx.store.download_dir(f"{job_prefix(job_id)}/{name}", target)
-    return target
 
 
 def _baseline(

@@ -1,0 +1,36 @@
+"""Loading a published version on Triton, in dependency order, through the repository API."""
+
+from __future__ import annotations
+
+from shared.serving.triton_config import (
+    config_from_text,
+    onnx_model_name,
+    tokenizer_model_name,
+    trt_model_name,
+)
+from shared.serving.triton_control import TritonControl
+from shared.storage.base import ObjectStore
+
+
+def published_models(repository_name: str, formats: list[str]) -> list[str]:
+    """The models of one published set, in the order Triton must load them (the ensemble last)."""
+    models = [tokenizer_model_name(repository_name), onnx_model_name(repository_name)]
+    if "tensorrt" in formats:
+        models.append(trt_model_name(repository_name))
+    models.append(repository_name)
+    return models
+
+
+def triton_loader(triton_url: str, repository: ObjectStore):  # type: ignore[no-untyped-def]
+    """A `LoadVersion` that pins each model of the set to `version` on the Triton at `triton_url`."""
+
+    def load(repository_name: str, version: int, formats: list[str]) -> None:
+        control = TritonControl(triton_url)
+        try:
+            for model in published_models(repository_name, formats):
+                config = config_from_text(repository.get_bytes(f"{model}/config.pbtxt").decode())
+                control.load_version(model, config, version)
+        finally:
+            control.close()
+
+    return load
