@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI, Request
 
 from services.api.errors import install_error_handlers
-from services.api.routes import admin, datasets, health, jobs, models
+from services.api.routes import admin, datasets, health, jobs, models, studies
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
+    app.include_router(studies.router)
     return app
 
 
