@@ -133,6 +133,7 @@ def _run(admin: TemperApi, port: int, epochs: float, data_dir: Path) -> None:
     if job["status"] != "succeeded":
         raise SystemExit(f"the demo job ended {job['status']}: {job['error']}")
     _print_results(client, job, data_dir)
+    _predict(client)
 
 
 def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
@@ -151,6 +152,20 @@ def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
                 metric, f"{model_value:.4f}", f"{baseline_value:.4f}", f"{model_value - baseline_value:+.4f}"
             )
         console.print(summary)
+    export = job["result"].get("export")
+    if export:
+        parity = Table("format", "max |logit diff| vs PyTorch", "label agreement", title="export checks")
+        for name in ("onnx", "onnx_optimized", "onnx_int8"):
+            if name in export:
+                figures = export[name]["parity"]
+                parity.add_row(
+                    name, f"{figures['max_abs_logit_diff']:.2e}", f"{figures['label_agreement']:.1%}"
+                )
+        console.print(parity)
+        tensorrt = export.get("tensorrt", {})
+        console.print(
+            f"tensorrt: {'built ' + tensorrt['key'] if tensorrt.get('built') else 'skipped (' + str(tensorrt.get('skipped')) + ')'}"
+        )
     train = job["result"]["train"]
     console.print(f"model: {train['model_prefix']} in {data_dir / 'objects'}")
     try:
@@ -161,3 +176,26 @@ def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
     console.print(
         f"training: {train['train_samples_per_second']:.1f} samples/s, {train['train_runtime_s']:.0f} s"
     )
+
+
+NEW_TICKETS = [
+    "I was charged twice for my subscription this month, please refund one of them",
+    "The parcel tracking page says delivered but nothing arrived at my door",
+    "I can't sign in, the password reset email never shows up",
+    "The export button crashes the app every time I click it",
+    "It would be great if you could add a dark mode to the dashboard",
+]
+
+
+def _predict(client: TemperApi) -> None:
+    from services.cli.main import predict
+
+    model = client.request("GET", "/v1/models/support-tickets")
+    console.print(
+        f"published: {model['repository_name']} version {model['production_version']} (production) "
+        f"in the local Triton repository: {', '.join(model['models'])}"
+    )
+    console.print(
+        "$ temper predict support-tickets '<new ticket>' ...   (ONNX Runtime on the published files)"
+    )
+    predict("support-tickets", NEW_TICKETS, version=None)

@@ -44,9 +44,10 @@ def local_admin_key(settings: Settings) -> str:
 
 @contextmanager
 def worker_process(
-    env: dict[str, str], log_path: Path | None = None, concurrency: int = 2
+    env: dict[str, str], log_path: Path | None = None, concurrency: int = 2, log_level: str = "WARNING"
 ) -> Iterator[subprocess.Popen]:
-    # Two slots: a long training task must not block the short tasks queued behind it.
+    """A real Celery worker process on every queue. The embedded default gives it two slots, so
+    that a long training task does not block the short tasks queued behind it."""
     command = [
         sys.executable,
         "-m",
@@ -63,7 +64,7 @@ def worker_process(
         "--without-gossip",
         "--without-mingle",
         "-l",
-        "WARNING",
+        log_level,
     ]
     output = log_path.open("ab") if log_path else None
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)

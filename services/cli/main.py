@@ -20,10 +20,12 @@ datasets_app = typer.Typer(help="Upload and inspect datasets.", no_args_is_help=
 jobs_app = typer.Typer(help="Submit and watch fine-tuning jobs.", no_args_is_help=True)
 admin_app = typer.Typer(help="Teams, API keys and the base-model catalog (admin key).", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+models_app = typer.Typer(help="Published models: versions, promote, rollback.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(admin_app, name="admin")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 console = Console()
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -261,6 +263,59 @@ def _fmt(value: object, signed: bool = False) -> str:
 
 def list_events(client: TemperApi, job_id: str):  # type: ignore[no-untyped-def]
     yield from client.stream_events(job_id)
+
+
+# Models -------------------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list() -> None:
+    show(run_api_call(api().request, "GET", "/v1/models"))
+
+
+@models_app.command("versions")
+def models_versions(name: str) -> None:
+    table = Table("version", "job", "formats", "accuracy", "f1_macro", "created")
+    model = run_api_call(api().request, "GET", f"/v1/models/{name}")
+    for version in run_api_call(api().request, "GET", f"/v1/models/{name}/versions"):
+        metrics = ((version["lineage"] or {}).get("evaluation") or {}).get("metrics", {})
+        marker = " (production)" if version["version"] == model["production_version"] else ""
+        table.add_row(
+            f"{version['version']}{marker}",
+            version["job_id"],
+            ", ".join(version["formats"]),
+            _fmt(metrics.get("accuracy")),
+            _fmt(metrics.get("f1_macro")),
+            version["created_at"][:19],
+        )
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(name: str, version: int) -> None:
+    model = run_api_call(api().request, "POST", f"/v1/models/{name}/versions/{version}/promote")
+    console.print(f"{name}: production is version {model['production_version']}")
+
+
+@models_app.command("rollback")
+def models_rollback(name: str) -> None:
+    model = run_api_call(api().request, "POST", f"/v1/models/{name}/rollback")
+    console.print(f"{name}: production is back to version {model['production_version']}")
+
+
+@app.command()
+def predict(
+    model: str,
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify")],
+    version: int | None = None,
+) -> None:
+    """Classify texts with a published model (the production version unless --version)."""
+    body: dict[str, Any] = {"texts": texts, **({"version": version} if version else {})}
+    answer = run_api_call(api().request, "POST", f"/v1/models/{model}/predict", json=body)
+    table = Table("text", "label", "score", title=f"{model} v{answer['version']}")
+    for text, prediction in zip(texts, answer["predictions"], strict=True):
+        table.add_row(text, prediction["label"], f"{prediction['scores'][prediction['label']]:.3f}")
+    console.print(table)
 
 
 # Admin ------------------------------------------------------------------------------------------

@@ -8,9 +8,7 @@ adapters (Postgres, Redis, S3 over the minio client) from one `Settings` object,
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from alembic.config import Config
 from fastapi.testclient import TestClient
 
 from services.api.main import create_app
+from services.cli.embedded import worker_process
 from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,46 +49,6 @@ def migrate(settings: Settings) -> None:
     config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
-
-
-@contextmanager
-def worker_process(
-    settings: Settings, log_path: Path, concurrency: int = 1
-) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command_line = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "services.worker.app",
-        "worker",
-        "-Q",
-        "default,train,evaluate,export",
-        "-c",
-        str(concurrency),
-        "--pool",
-        "prefork",
-        "-n",
-        f"test-{uuid.uuid4().hex[:8]}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "-l",
-        "INFO",
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command_line, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @dataclass
@@ -156,6 +115,12 @@ def running_stack(settings: Settings, with_worker: bool = True) -> Iterator[Stac
             return
         settings.data_root.mkdir(parents=True, exist_ok=True)
         stack.worker_log = settings.data_root / "worker.log"
-        with worker_process(settings, stack.worker_log) as process:
+        env = {
+            **os.environ,
+            **settings_env(settings),
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        with worker_process(env, stack.worker_log, concurrency=1, log_level="INFO") as process:
             stack.worker = process
             yield stack

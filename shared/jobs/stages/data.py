@@ -8,11 +8,12 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
+from shared.base_models.service import materialize_base_model
 from shared.data.errors import DatasetFileError
 from shared.data.validation import ClassificationRow, iter_classification_rows
 from shared.datasets.repository import DatasetRepository
-from shared.db.models import Dataset, Job
-from shared.errors import StageError
+from shared.db.models import BaseModelEntry, Dataset, Job
+from shared.errors import StageError, TemperError
 from shared.jobs.spec import ColumnMapping, JobSpec
 from shared.jobs.stages.context import StageContext, job_prefix
 
@@ -82,3 +83,19 @@ def download_job_model(ctx: StageContext, job_id: uuid.UUID) -> Path:
     if not (target / "config.json").is_file():
         ctx.store.download_dir(f"{job_prefix(job_id)}/model", target)
     return target
+
+
+def base_model_dir(ctx: StageContext, job_id: uuid.UUID) -> Path:
+    """The job's base model on this worker; a clear stage error when its weights cannot be found."""
+    with ctx.session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        base_model = session.get(BaseModelEntry, job.base_model_id)
+        assert base_model is not None
+        source = base_model.source
+    try:
+        return materialize_base_model(source, ctx.store, ctx.cache_dir())
+    except TemperError as exc:
+        raise StageError(
+            f"base model weights not found at {source}: {exc.message}", code="base_model_unavailable"
+        ) from exc

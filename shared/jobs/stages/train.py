@@ -16,12 +16,11 @@ from typing import Any
 
 import structlog
 
-from shared.base_models.service import materialize_base_model
-from shared.db.models import BaseModelEntry, Job
+from shared.db.models import Job
 from shared.jobs.repository import JobRepository
 from shared.jobs.service import JobService
 from shared.jobs.stages.context import StageContext, job_prefix
-from shared.jobs.stages.data import load_job_rows
+from shared.jobs.stages.data import base_model_dir, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 from shared.jobs.states import JobStatus
 from shared.pipeline.train import TrainRequest, TrainRow, train_classifier
@@ -95,18 +94,12 @@ class JobTrainingHooks:
 
 def run_train(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
     spec, rows = load_job_rows(ctx, job_id)
-    with ctx.session_factory() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        base_model = session.get(BaseModelEntry, job.base_model_id)
-        assert base_model is not None
-        source = base_model.source
-    base_model_dir = materialize_base_model(source, ctx.store, ctx.cache_dir())
+    model_dir = base_model_dir(ctx, job_id)
 
     work_dir = ctx.job_dir(job_id) / "train"
     resume_from = _restore_newest_checkpoint(ctx, job_id, work_dir / "checkpoints")
     request = TrainRequest(
-        base_model_path=base_model_dir,
+        base_model_path=model_dir,
         labels=rows.labels,
         train_rows=[TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.train],
         eval_rows=[

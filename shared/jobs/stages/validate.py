@@ -10,13 +10,12 @@ import uuid
 
 import numpy as np
 
-from shared.base_models.service import materialize_base_model
 from shared.data.report import dataset_overlap
-from shared.db.models import BaseModelEntry, Job
+from shared.db.models import Job
 from shared.errors import StageError
 from shared.jobs.service import JobService
 from shared.jobs.stages.context import StageContext
-from shared.jobs.stages.data import load_job_rows
+from shared.jobs.stages.data import base_model_dir, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 
 # Above this share of truncated training rows the job still runs, but the report says so loudly.
@@ -41,18 +40,7 @@ def run_validate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
     if problems:
         raise StageError("; ".join(problems), code="invalid_dataset")
 
-    with ctx.session_factory() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        base_model = session.get(BaseModelEntry, job.base_model_id)
-        assert base_model is not None
-        source = base_model.source
-    try:
-        model_dir = materialize_base_model(source, ctx.store, ctx.cache_dir())
-    except Exception as exc:
-        raise StageError(
-            f"base model weights not found at {source}: {exc}", code="base_model_unavailable"
-        ) from exc
+    model_dir = base_model_dir(ctx, job_id)
 
     from transformers import AutoTokenizer
 
