@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from shared.jobs.stages.evaluate import evaluation_prefix
+from shared.jobs.states import JobStatus
 from shared.pipeline.evaluate.significance import BOOTSTRAP_METRICS, paired_bootstrap
 from shared.storage.base import ObjectStore
+from shared.studies.repository import VariantRow
 from shared.studies.variants import flatten, lookup
 
 CONFIDENCE = 0.95
@@ -41,6 +43,18 @@ def metric_value(job_result: dict[str, Any], metric: str) -> float | None:
     """The study metric from a job's evaluation summary, or None when the job has none."""
     value = (job_result.get("evaluation") or {}).get("metrics", {}).get(metric)
     return float(value) if value is not None else None
+
+
+def finished_values(rows: list[VariantRow], metric: str) -> dict[int, float]:
+    """The metric of each variant whose job succeeded with it, by position: what gets ranked."""
+    values: dict[int, float] = {}
+    for variant, job in rows:
+        if job is None or job.status != JobStatus.SUCCEEDED:
+            continue
+        value = metric_value(job.result, metric)
+        if value is not None:
+            values[variant.position] = value
+    return values
 
 
 def rank(values: dict[int, float], direction: str) -> dict[int, int]:

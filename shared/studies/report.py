@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from shared.db.models import Job, Study, StudyVariant
-from shared.jobs.states import JobStatus
 from shared.pipeline.evaluate.significance import BOOTSTRAP_METRICS
 from shared.storage.base import ObjectStore
 from shared.storage.errors import ObjectNotFound
@@ -18,14 +17,13 @@ from shared.studies.ranking import (
     Change,
     compare,
     describe_change,
+    finished_values,
     load_predictions,
-    metric_value,
     point_change,
     rank,
 )
+from shared.studies.repository import VariantRow
 from shared.studies.variants import lookup
-
-VariantRow = tuple[StudyVariant, Job | None]
 
 
 def variant_status(study: Study, variant: StudyVariant, job: Job | None) -> str:
@@ -37,11 +35,7 @@ def variant_status(study: Study, variant: StudyVariant, job: Job | None) -> str:
 
 
 def study_view(study: Study, rows: list[VariantRow], store: ObjectStore) -> dict[str, Any]:
-    values = {
-        variant.position: value
-        for variant, job in rows
-        if _succeeded(job) and (value := metric_value(job.result, study.metric)) is not None  # type: ignore[union-attr]
-    }
+    values = finished_values(rows, study.metric)
     ranks = rank(values, study.direction)
     changes = _changes(study, rows, values, store)
     return {
@@ -123,10 +117,6 @@ def _predictions(store: ObjectStore, job_id: uuid.UUID) -> list[dict[str, Any]] 
         return load_predictions(store, job_id)
     except ObjectNotFound:
         return None
-
-
-def _succeeded(job: Job | None) -> bool:
-    return job is not None and job.status == JobStatus.SUCCEEDED
 
 
 def _error(variant: StudyVariant, job: Job | None) -> dict[str, Any] | None:

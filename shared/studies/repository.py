@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session
 
 from shared.db.models import Job, Study, StudyVariant
 
+# A variant with its job (None until it is submitted).
+VariantRow = tuple[StudyVariant, Job | None]
+
 
 class StudyRepository:
     def __init__(self, session: Session) -> None:
@@ -52,7 +55,7 @@ class StudyRepository:
             self.session.scalars(query.order_by(Study.created_at.desc(), Study.id.desc()).limit(limit))
         )
 
-    def variants_with_jobs(self, study_id: uuid.UUID) -> list[tuple[StudyVariant, Job | None]]:
+    def variants_with_jobs(self, study_id: uuid.UUID) -> list[VariantRow]:
         """The study's variants in position order, each with its job (None until it is submitted)."""
         query = (
             sa.select(StudyVariant, Job)

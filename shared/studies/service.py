@@ -24,8 +24,8 @@ from shared.jobs.service import JobService, decode_cursor
 from shared.jobs.spec import JobSpec
 from shared.jobs.states import TERMINAL, JobStatus
 from shared.queue import send_stage
-from shared.studies.ranking import metric_value, rank
-from shared.studies.repository import StudyRepository
+from shared.studies.ranking import finished_values, metric_value, rank
+from shared.studies.repository import StudyRepository, VariantRow
 from shared.studies.search import TrialRecord, next_trial_params
 from shared.studies.spec import SearchVariants, StudySpec
 from shared.studies.variants import deep_merge, lookup, plan_variant, plan_variants
@@ -36,8 +36,6 @@ STUDY_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # Two advances racing on SQLite (no row locks) can collide on a variant position or a job's
 # idempotency key; the loser starts over and then sees the winner's rows.
 ADVANCE_ATTEMPTS = 3
-
-VariantRow = tuple[StudyVariant, Job | None]
 
 
 def is_unfinished(job: Job | None) -> bool:
@@ -195,7 +193,7 @@ class StudyService:
             )
         rows = self.studies.variants_with_jobs(study.id)
         for _, job in rows:
-            if is_unfinished(job) and job is not None:
+            if job is not None and is_unfinished(job):
                 self.jobs.request_cancel(team_id, job.id)
         study.status = "cancelled"
         study.result = ranking_result(study, rows)
@@ -205,13 +203,7 @@ class StudyService:
 
 def ranking_result(study: Study, rows: list[VariantRow]) -> dict[str, Any]:
     """The stored outcome: finished variants with the metric, best first."""
-    values = {
-        variant.position: value
-        for variant, job in rows
-        if job is not None
-        and job.status == JobStatus.SUCCEEDED
-        and (value := metric_value(job.result, study.metric)) is not None
-    }
+    values = finished_values(rows, study.metric)
     ranks = rank(values, study.direction)
     jobs = {variant.position: job.id for variant, job in rows if job is not None}
     ranking = sorted(

@@ -175,7 +175,7 @@ class StudySpec(BaseModel):
 
     @property
     def trial_budget(self) -> int:
-        """How many variants beside the base the study will run (for search: trials asked so far or later)."""
+        """How many variants the study runs beside the base (for a search, its number of trials)."""
         if isinstance(self.variants, ListVariants):
             return len(self.variants.overrides)
         if isinstance(self.variants, GridVariants):
