@@ -10,11 +10,14 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
 from shared.db.models import Job
 from shared.jobs.stages.evaluate import evaluation_prefix
+from shared.settings import Settings
 from shared.studies.service import advance_study, study_id_for_job
 from tests.studies.conftest import make_team
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
 
 LIST_VARIANTS = {
     "mode": "list",
@@ -77,7 +80,18 @@ def advance(stack: Stack, study_id: str) -> None:
 def test_a_list_study_runs_in_slots_and_closes_with_a_ranking(
     api_stack: Stack, team: tuple[str, dict]
 ) -> None:
-    key, base_spec = team
+    run_list_study(api_stack, *team)
+
+
+@pytest.mark.services
+def test_a_list_study_on_postgres(services_settings: Settings, tiny_base_model: Path, tmp_path: Path) -> None:
+    """The same study where the study row is really locked (SELECT ... FOR UPDATE)."""
+    with running_stack(services_settings, with_worker=False) as stack:
+        stack.register_base_model("tiny-bert", f"local:{tiny_base_model}")
+        run_list_study(stack, *make_team(stack, tmp_path))
+
+
+def run_list_study(api_stack: Stack, key: str, base_spec: dict) -> None:
     study = create(api_stack, key, base_spec, LIST_VARIANTS, metric="accuracy", max_concurrency=2)
     assert study["status"] == "running" and study["trial_budget"] == 3
     variants = study["variants"]
