@@ -68,7 +68,7 @@ def up(
 @app.command()
 def demo(
     port: int = 8765,
-    epochs: float = 2.0,
+    epochs: float = 3.0,
 ) -> None:
     """The whole job on the embedded default: register MiniLM, upload the demo set, train, report."""
     from services.cli.demo import run_demo

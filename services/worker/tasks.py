@@ -115,4 +115,9 @@ def publish_job(self: Any, job_id: str) -> None:
 def advance_study_task(self: Any, study_id: str) -> None:
     from shared.studies.service import advance_study
 
-    advance_study(stage_context().session_factory, celery_app, uuid.UUID(study_id))
+    advance_study(
+        stage_context().session_factory,
+        celery_app,
+        uuid.UUID(study_id),
+        default_job_limit=stage_context().settings.max_concurrent_jobs_per_team,
+    )

@@ -44,6 +44,11 @@ def run_publish(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
 
     model_dir = download_job_model(ctx, job_id)
     work = ctx.job_dir(job_id) / "publish"
+    if spec.publish.serve == "int8" and "onnx_int8" not in export.get("formats", []):
+        reason = (export.get("onnx_int8") or {}).get("rejected", "no INT8 export")
+        raise StageError(
+            f"publish.serve is 'int8' but the INT8 export was rejected: {reason}", code="export_mismatch"
+        )
     onnx_name = "model.int8.onnx" if spec.publish.serve == "int8" else "model.onnx"
     onnx_path = work / onnx_name
     ctx.store.get_file(f"{export_prefix(job_id)}/{onnx_name}", onnx_path)
