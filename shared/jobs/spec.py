@@ -66,7 +66,8 @@ class EvaluationSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # "majority" (the majority class of the train labels) or "job:<id>" (another job's model).
+    # "majority" (the majority class of the train labels), "job:<id>" (another job's model) or
+    # "production:<model>" (the version of a published model currently marked production).
     baseline: str = "majority"
     # e.g. {"metric": "f1_macro", "min": 0.85, "better_than_baseline": true}; a failing gate stops
     # the job before export and publish with error.code = gate_failed.
@@ -83,7 +84,9 @@ class EvaluationSpec(BaseModel):
         if value.startswith("job:"):
             uuid.UUID(value.removeprefix("job:"))
             return value
-        raise ValueError("baseline must be 'majority' or 'job:<job id>'")
+        if value.startswith("production:") and value.removeprefix("production:"):
+            return value
+        raise ValueError("baseline must be 'majority', 'job:<job id>' or 'production:<model name>'")
 
 
 class ExportSpec(BaseModel):

@@ -121,6 +121,20 @@ def test_publish_promote_predict_and_rollback(
             assert local_answer.status_code == 200, local_answer.text
             assert [p["label"] for p in local_answer.json()["predictions"]] == served
 
+            # A new job compared with what is in production now, on the same test rows.
+            challenger = {**spec, "evaluation": {"baseline": "production:tickets", "robustness": False}}
+            challenger.pop("publish")
+            challenger.pop("export")
+            challenger_id = stack.client.post("/v1/jobs", json=challenger, headers=headers).json()["id"]
+            challenged = stack.wait_for(key, challenger_id, timeout_s=300)
+            assert challenged["status"] == "succeeded", challenged
+            comparison = challenged["result"]["evaluation"]
+            assert comparison["baseline"]["name"] == "tickets v2 (production)"
+            second_accuracy = stack.client.get(f"/v1/jobs/{second}", headers=headers).json()["result"][
+                "evaluation"
+            ]
+            assert comparison["baseline"]["metrics"]["accuracy"] == second_accuracy["metrics"]["accuracy"]
+
             # Another team sees none of it.
             _, other_key = stack.new_team("other")
             other = stack.headers(other_key)

@@ -21,6 +21,7 @@ from shared.jobs.stages.data import download_job_model, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 from shared.pipeline.evaluate import EvaluationOptions, evaluate_classifier
 from shared.pipeline.evaluate.predict import load_classifier, predict_probabilities
+from shared.registry.repository import RegistryRepository
 
 SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "ece", "roc_auc")
 
@@ -117,11 +118,19 @@ def _baseline(
 ) -> tuple[Any, str | None]:
     """None for the majority class (the pipeline computes it), else another job's probabilities."""
     assert spec.evaluation is not None
-    if spec.evaluation.baseline == "majority":
+    baseline = spec.evaluation.baseline
+    if baseline == "majority":
         return None, None
-    other_id = uuid.UUID(spec.evaluation.baseline.removeprefix("job:"))
     with ctx.session_factory() as session:
         this_job = session.get(Job, job_id)
+        assert this_job is not None
+        if baseline.startswith("production:"):
+            other_id, baseline_name = _production_job(
+                session, this_job.team_id, baseline.removeprefix("production:")
+            )
+        else:
+            other_id = uuid.UUID(baseline.removeprefix("job:"))
+            baseline_name = f"job {other_id}"
         other = session.get(Job, other_id)
         if other is None or this_job is None or other.team_id != this_job.team_id:
             raise StageError(f"baseline job {other_id} not found", code="baseline_unavailable")
@@ -140,4 +149,16 @@ def _baseline(
     texts = [row["text"] for row in test]
     pairs = [row["text_pair"] for row in test] if "text_pair" in test[0] else None
     probabilities = predict_probabilities(classifier, texts, pairs, 64, spec.hyperparameters.max_seq_length)
-    return probabilities, f"job {other_id}"
+    return probabilities, baseline_name
+
+
+def _production_job(session, team_id: uuid.UUID, model_name: str) -> tuple[uuid.UUID, str]:  # type: ignore[no-untyped-def]
+    """The job behind the version of `model_name` currently marked production."""
+    model = RegistryRepository(session).get_model(team_id, model_name)
+    if model is None or model.production_version is None:
+        raise StageError(
+            f"model '{model_name}' has no production version to compare with", code="baseline_unavailable"
+        )
+    version = RegistryRepository(session).get_version(model.id, model.production_version)
+    assert version is not None
+    return version.job_id, f"{model_name} v{model.production_version} (production)"
