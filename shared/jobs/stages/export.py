@@ -63,8 +63,10 @@ def run_export(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
         files["model.optimized.onnx"] = optimized.path
     if export.int8:
         try:
+            # Quantize the fused graph when there is one: the INT8 kernels then run fused too.
+            source = files.get("model.optimized.onnx", info.path)
             quantized = quantize_int8(
-                model_dir, info.path, out_dir / "model.int8.onnx", texts, export.int8_min_label_agreement
+                model_dir, source, out_dir / "model.int8.onnx", texts, export.int8_min_label_agreement
             )
         except ExportMismatch as exc:
             # An optional CPU variant that misses its bar is left out, with its figures; the job

@@ -360,7 +360,14 @@ def quantize_int8(
     # inference then contradicts; dropping it lets the quantizer infer shapes afresh.
     del graph.graph.value_info[:]
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(graph, output_path, weight_type=QuantType.QInt8)
+    # ONNX shape inference knows nothing of ONNX Runtime's fused operators (Attention, ...), so
+    # tensors after them have no inferred type; in these graphs they are all float.
+    quantize_dynamic(
+        graph,
+        output_path,
+        weight_type=QuantType.QInt8,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
     seconds = time.perf_counter() - started
     report = compare_with_pytorch(model_dir, output_path, texts, lengths)
     if report.label_agreement < min_label_agreement:
