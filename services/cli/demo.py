@@ -164,7 +164,9 @@ def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
                 figures = export[name]["parity"]
                 verdict = " (rejected: not published)" if "rejected" in export[name] else ""
                 parity.add_row(
-                    name + verdict, f"{figures['max_abs_logit_diff']:.2e}", f"{figures['label_agreement']:.1%}"
+                    name + verdict,
+                    f"{figures['max_abs_logit_diff']:.2e}",
+                    f"{figures['label_agreement']:.1%}",
                 )
         console.print(parity)
         tensorrt = export.get("tensorrt", {})

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.jobs.stages.evaluate import evaluation_prefix
+from shared.jobs.stages.context import evaluation_prefix
 from shared.jobs.states import JobStatus
 from shared.pipeline.evaluate.significance import BOOTSTRAP_METRICS, paired_bootstrap
 from shared.storage.base import ObjectStore

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.db.models import Job
-from shared.jobs.stages.evaluate import evaluation_prefix
+from shared.jobs.stages.context import evaluation_prefix
 from shared.settings import Settings
 from shared.studies.service import advance_study, study_id_for_job
 from tests.studies.conftest import make_team

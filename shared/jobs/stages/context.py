@@ -38,3 +38,12 @@ class StageContext:
 def job_prefix(job_id: uuid.UUID) -> str:
     """Where everything a job produces lives in the object store."""
     return f"jobs/{job_id}"
+
+
+def evaluation_prefix(job_id: uuid.UUID) -> str:
+    """Where the evaluate stage keeps the report, the predictions, the HTML page and its pictures."""
+    return f"{job_prefix(job_id)}/evaluation"
+
+
+# The metrics a job's evaluation summary carries (the full report has more).
+SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "ece", "roc_auc")

@@ -16,18 +16,12 @@ from shared.db.models import Job
 from shared.errors import StageError
 from shared.jobs.repository import JobRepository
 from shared.jobs.spec import JobSpec
-from shared.jobs.stages.context import StageContext, job_prefix
+from shared.jobs.stages.context import SUMMARY_METRICS, StageContext, evaluation_prefix, job_prefix
 from shared.jobs.stages.data import download_job_model, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 from shared.pipeline.evaluate import EvaluationOptions, evaluate_classifier
 from shared.pipeline.evaluate.predict import load_classifier, predict_probabilities
 from shared.registry.repository import RegistryRepository
-
-SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "ece", "roc_auc")
-
-
-def evaluation_prefix(job_id: uuid.UUID) -> str:
-    return f"{job_prefix(job_id)}/evaluation"
 
 
 def run_evaluate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
