@@ -57,14 +57,13 @@ class JobRepository:
         self.session.flush()
         return event
 
-    def list_events(self, job_id: uuid.UUID, after_id: int, limit: int) -> list[JobEvent]:
-        query = (
-            sa.select(JobEvent)
-            .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
-            .order_by(JobEvent.id)
-            .limit(limit)
-        )
-        return list(self.session.scalars(query))
+    def list_events(
+        self, job_id: uuid.UUID, after_id: int, limit: int, event_type: str | None = None
+    ) -> list[JobEvent]:
+        query = sa.select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+        if event_type is not None:
+            query = query.where(JobEvent.type == event_type)
+        return list(self.session.scalars(query.order_by(JobEvent.id).limit(limit)))
 
     def add_metric_points(self, points: list[JobMetricPoint]) -> None:
         self.session.add_all(points)

@@ -87,13 +87,11 @@ def list_events(
     principal: PrincipalDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    type: str | None = None,
+    event_type: Annotated[str | None, Query(alias="type")] = None,
 ) -> object:
     JobService(session).get(principal.team_id, job_id)
-    events = JobRepository(session).list_events(job_id, after_id=after, limit=limit)
+    events = JobRepository(session).list_events(job_id, after_id=after, limit=limit, event_type=event_type)
     next_after = events[-1].id if len(events) == limit else None
-    if type is not None:
-        events = [event for event in events if event.type == type]
     return {"items": events, "next_after": next_after}
 
 
