@@ -17,7 +17,7 @@ from shared.db.session import create_db_engine, create_session_factory
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
 from shared.settings import Settings, get_settings
-from shared.storage.factory import open_object_store
+from shared.storage.factory import open_configured_stores
 from shared.teams.service import TeamService
 
 log = structlog.get_logger(__name__)
@@ -33,18 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
-        app.state.store = open_object_store(
-            settings.resolved_object_store_url,
-            access_key=_secret(settings.object_store_access_key),
-            secret_key=_secret(settings.object_store_secret_key),
-            region=settings.object_store_region,
-        )
-        app.state.model_repository = open_object_store(
-            settings.resolved_model_repository_url,
-            access_key=_secret(settings.object_store_access_key),
-            secret_key=_secret(settings.object_store_secret_key),
-            region=settings.object_store_region,
-        )
+        app.state.store, app.state.model_repository = open_configured_stores(settings)
         app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.celery = create_celery_app(settings)
         if settings.bootstrap_admin_key is not None:
@@ -86,7 +75,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(studies.router)
     return app
-
-
-def _secret(value) -> str | None:  # type: ignore[no-untyped-def]
-    return value.get_secret_value() if value is not None else None

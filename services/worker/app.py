@@ -23,22 +23,11 @@ def stage_context():  # type: ignore[no-untyped-def]
     """The per-process StageContext, built on first use (a solo pool never forks)."""
     from shared.db.session import create_db_engine, create_session_factory
     from shared.jobs.stages.context import StageContext
-    from shared.storage.factory import open_object_store
+    from shared.storage.factory import open_configured_stores
 
     if "context" not in _state:
         engine = create_db_engine(settings.resolved_database_url)
-        store = open_object_store(
-            settings.resolved_object_store_url,
-            access_key=_secret(settings.object_store_access_key),
-            secret_key=_secret(settings.object_store_secret_key),
-            region=settings.object_store_region,
-        )
-        model_repository = open_object_store(
-            settings.resolved_model_repository_url,
-            access_key=_secret(settings.object_store_access_key),
-            secret_key=_secret(settings.object_store_secret_key),
-            region=settings.object_store_region,
-        )
+        store, model_repository = open_configured_stores(settings)
         _state["engine"] = engine
         _state["context"] = StageContext(
             settings=settings,
@@ -47,10 +36,6 @@ def stage_context():  # type: ignore[no-untyped-def]
             model_repository=model_repository,
         )
     return _state["context"]
-
-
-def _secret(value) -> str | None:  # type: ignore[no-untyped-def]
-    return value.get_secret_value() if value is not None else None
 
 
 @worker_process_init.connect

@@ -11,13 +11,34 @@ health output as it is.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from shared.storage.base import ObjectStore
 from shared.storage.local import LocalObjectStore
 from shared.storage.s3 import MinioObjectStore
 
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
 _S3_SCHEMES = {"s3": False, "s3s": True}
+
+
+def open_configured_stores(settings: Settings) -> tuple[ObjectStore, ObjectStore]:
+    """The object store and the model repository that the settings name (one set of credentials)."""
+
+    def secret(value) -> str | None:  # type: ignore[no-untyped-def]
+        return value.get_secret_value() if value is not None else None
+
+    credentials = {
+        "access_key": secret(settings.object_store_access_key),
+        "secret_key": secret(settings.object_store_secret_key),
+        "region": settings.object_store_region,
+    }
+    return (
+        open_object_store(settings.resolved_object_store_url, **credentials),
+        open_object_store(settings.resolved_model_repository_url, **credentials),
+    )
 
 
 def open_object_store(
