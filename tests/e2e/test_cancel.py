@@ -27,16 +27,7 @@ def test_cancel_during_training_keeps_the_last_checkpoint(
         }
         job_id = stack.client.post("/v1/jobs", json=spec, headers=headers).json()["id"]
 
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            job = stack.client.get(f"/v1/jobs/{job_id}", headers=headers).json()
-            checkpoints = stack.client.get(f"/v1/jobs/{job_id}/checkpoints", headers=headers).json()
-            if job["status"] == "training" and checkpoints:
-                break
-            assert job["status"] in ("queued", "validating", "training"), job
-            time.sleep(0.3)
-        else:
-            raise AssertionError("the job never reached training with a checkpoint")
+        stack.wait_for_checkpoint(key, job_id)
 
         asked = time.monotonic()
         cancel = stack.client.post(f"/v1/jobs/{job_id}/cancel", headers=headers)

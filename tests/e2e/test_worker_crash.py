@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from shared.settings import Settings
@@ -35,13 +34,7 @@ def test_killed_worker_child_resumes_from_checkpoint(
         }
         job_id = stack.client.post("/v1/jobs", json=spec, headers=headers).json()["id"]
 
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            checkpoints = stack.client.get(f"/v1/jobs/{job_id}/checkpoints", headers=headers).json()
-            if checkpoints:
-                break
-            time.sleep(0.2)
-        assert checkpoints, "no checkpoint was uploaded"
+        checkpoints = stack.wait_for_checkpoint(key, job_id)
         uploaded_before_kill = max(checkpoint["step"] for checkpoint in checkpoints)
         assert stack.worker is not None
         for child in _children(stack.worker.pid):

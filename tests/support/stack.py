@@ -89,6 +89,18 @@ class Stack:
                 headers=self.headers(key),
             )
 
+    def wait_for_checkpoint(self, key: str, job_id: str, timeout_s: float = 180) -> list[dict]:
+        """Poll until the job is training and has uploaded a checkpoint; return the checkpoints."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/jobs/{job_id}", headers=self.headers(key)).json()
+            checkpoints = self.client.get(f"/v1/jobs/{job_id}/checkpoints", headers=self.headers(key)).json()
+            if job["status"] == "training" and checkpoints:
+                return checkpoints
+            assert job["status"] in ("queued", "validating", "training"), job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} never reached training with a checkpoint in {timeout_s}s")
+
     def wait_for(self, key: str, job_id: str, statuses: set[str] = TERMINAL, timeout_s: float = 300) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
