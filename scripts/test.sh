@@ -15,5 +15,9 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
 fi
 
 export TOKENIZERS_PARALLELISM=false
+# Static checks first: style, the layering contracts (pyproject's [tool.importlinter]), types.
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"

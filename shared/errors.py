@@ -1,8 +1,14 @@
-"""One error hierarchy for the whole project.
+"""One error hierarchy for the whole project, and the one place that says what is worth retrying.
 
 The API renders every `TemperError` as `{"error": {"code", "message", "details"}}` with its HTTP
 status; workers record `code` and `message` on the failed job. Anything else reaching the top is a
 bug and answers 500.
+
+A stage failure is either transient (`TransientError`: the store, the broker or the database was
+briefly out of reach; the stage is retried with backoff up to a cap, then the job fails with
+`transient_exhausted`) or permanent (`StageError` and its kin: bad data, a bad spec, a model that
+cannot be loaded; recorded on the job with its own code, never retried). `shared.failures` maps
+what third-party libraries raise onto this hierarchy.
 """
 
 from __future__ import annotations
@@ -85,8 +91,39 @@ class StageError(TemperError):
     code = "stage_failed"
 
 
+class InvalidDataset(StageError):
+    """The job's rows cannot train this model (labels, splits, a file that no longer validates)."""
+
+    code = "invalid_dataset"
+
+
+class InvalidSpec(StageError):
+    """The spec asks for something this model or worker cannot do (found only when the stage ran)."""
+
+    code = "invalid_spec"
+
+
+class ModelUnavailable(StageError):
+    """The base model's (or a baseline's) weights cannot be found or loaded."""
+
+    code = "base_model_unavailable"
+
+
+class UnsupportedModel(StageError):
+    """The base model's architecture does not fit the requested method."""
+
+    code = "unsupported_model"
+
+
 class TransientError(TemperError):
-    """A failure worth retrying (store or database briefly unreachable)."""
+    """A failure worth retrying: the store, the broker or the database is briefly out of reach."""
 
     status_code = 503
     code = "transient"
+
+
+class InternalError(TemperError):
+    """A bug: recorded on the job so that nobody waits for it, and logged with its traceback."""
+
+    status_code = 500
+    code = "internal_error"

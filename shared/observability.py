@@ -25,6 +25,14 @@ QUEUE_WAIT = Histogram(
     ["stage"],
     buckets=(0.05, 0.25, 1, 5, 30, 120, 600, 3600),
 )
+STAGE_RETRIES = Counter(
+    "temper_stage_retries_total",
+    "Stage runs given back for a retry after a transient error",
+    ["stage", "code"],
+)
+EFFECT_FAILURES = Counter(
+    "temper_effect_failures_total", "After-commit effects that failed (repaired by reconcilers)", ["effect"]
+)
 
 
 def configure_logging(json_output: bool = False, level: str = "INFO") -> None:

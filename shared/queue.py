@@ -1,7 +1,8 @@
-"""The Celery application: one per process, configured from settings.
+"""The Celery application: one per process, configured from settings, and how tasks are sent.
 
 Tasks are registered by `services.worker.tasks`; the API only sends tasks by name, so it needs the
-configuration here and none of the task code (or torch).
+configuration here and none of the task code (or torch). Tasks are sent by the outbox's effects
+after the commit that made them necessary (`shared.effects`), never in the middle of a transaction.
 """
 
 from __future__ import annotations
@@ -9,16 +10,14 @@ from __future__ import annotations
 import time
 import uuid
 
-import sqlalchemy as sa
 from celery import Celery
 from kombu import Queue
-from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import Settings
 
 QUEUES = ("default", "train", "evaluate", "export")
 
-# Task name -> queue. Names are explicit and dotted so that renaming a function moves nothing.
+# Stage -> task name. Names are explicit and dotted so that renaming a function moves nothing.
 STAGE_TASKS: dict[str, str] = {
     "validate": "jobs.validate",
     "train": "jobs.train",
@@ -26,14 +25,15 @@ STAGE_TASKS: dict[str, str] = {
     "export": "jobs.export",
     "publish": "jobs.publish",
 }
+STUDY_ADVANCE_TASK = "studies.advance"
+# Task name -> queue.
 TASK_QUEUES: dict[str, str] = {
     "jobs.validate": "default",
     "jobs.train": "train",
     "jobs.evaluate": "evaluate",
     "jobs.export": "export",
     "jobs.publish": "default",
-    "jobs.enforce_cancel": "default",
-    "studies.advance": "default",
+    STUDY_ADVANCE_TASK: "default",
 }
 
 
@@ -87,18 +87,8 @@ def send_stage(app: Celery, stage: str, job_id: str, countdown: float | None = N
         countdown=countdown,
         headers={"temper_sent_at": time.time()},
     )
-    return result.id
+    return str(result.id)
 
 
-def notify_study(app: Celery, session_factory: sessionmaker[Session], job_id: uuid.UUID) -> None:
-    """When a study's job has finished, let the study submit its next variants."""
-    from shared.db.models import Job, StudyVariant
-    from shared.jobs.states import TERMINAL, JobStatus
-
-    with session_factory() as session:
-        job = session.get(Job, job_id)
-        if job is None or JobStatus(job.status) not in TERMINAL:
-            return
-        study_id = session.scalar(sa.select(StudyVariant.study_id).where(StudyVariant.job_id == job_id))
-    if study_id is not None:
-        app.send_task("studies.advance", args=[str(study_id)], queue=TASK_QUEUES["studies.advance"])
+def send_study_advance(app: Celery, study_id: uuid.UUID) -> None:
+    app.send_task(STUDY_ADVANCE_TASK, args=[str(study_id)], queue=TASK_QUEUES[STUDY_ADVANCE_TASK])

@@ -47,9 +47,13 @@ class Settings(BaseSettings):
     max_concurrent_jobs_per_team: int = Field(4, ge=1)
 
     presigned_url_expiry: timedelta = timedelta(hours=1)
-    cancel_grace: timedelta = timedelta(seconds=60)
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    # A stage that hits a transient error (store, broker or database out of reach) is retried after
+    # backoff, backoff * 2, ... (each capped at backoff_max), `transient_retry_limit` times; then the
+    # job fails with `transient_exhausted`. The defaults give up after about a minute and a half.
+    transient_retry_limit: int = Field(5, ge=0, le=50)
+    transient_retry_backoff: timedelta = timedelta(seconds=2)
+    transient_retry_backoff_max: timedelta = timedelta(seconds=60)
+    # Where the CLI finds the API.
     api_url: str = "http://127.0.0.1:8000"
     log_json: bool = False
     log_level: str = "INFO"

@@ -14,13 +14,13 @@ import redis
 
 from shared.settings import Settings
 from tests.support.stack import ADMIN_KEY
+from tests.support.tickets import WORDS
 from tests.support.tiny_models import build_tiny_bert
 
 pytest_plugins = ["tests.support.s3_server"]
 
 POSTGRES_ADMIN_URL = os.environ.get("TEMPER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEMPER_TEST_REDIS", "redis://127.0.0.1:6379/0")
-DATASETS_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def _service_missing(what: str, exc: Exception) -> None:
@@ -86,7 +86,5 @@ def services_settings(tmp_path: Path, postgres_url: str, redis_prefix: str, s3_s
 
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.e2e.test_job_lifecycle import WORDS
-
     vocabulary = [" ".join(words) for words in WORDS.values()] + ["my issue number about the"]
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), vocabulary, hidden_size=32, num_layers=2)

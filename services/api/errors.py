@@ -8,7 +8,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import TemperError
+from shared.errors import TemperError, TransientError
+from shared.failures import classify_failure
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        failure = classify_failure(exc)
+        if isinstance(failure, TransientError):
+            # The database or the broker is briefly out of reach: the client may retry.
+            log.warning(
+                "service unavailable", path=request.url.path, code=failure.code, error=failure.message
+            )
+            return JSONResponse(
+                status_code=503,
+                headers={"Retry-After": "5"},
+                content=_body(failure.code, "a service Temper depends on is out of reach; retry shortly"),
+            )
         log.exception("unhandled error", path=request.url.path)
         return JSONResponse(
             status_code=500, content=_body("internal_error", "an unexpected error; it is logged")

@@ -14,6 +14,7 @@ from services.api.errors import install_error_handlers
 from services.api.routes import admin, datasets, health, jobs, models, studies
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
+from shared.effects import ProcessEffects
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
 from shared.settings import Settings, get_settings
@@ -32,10 +33,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_db_engine(settings.resolved_database_url)
         app.state.settings = settings
         app.state.engine = engine
-        app.state.session_factory = create_session_factory(engine)
         app.state.store, app.state.model_repository = open_configured_stores(settings)
-        app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.celery = create_celery_app(settings)
+        effects = ProcessEffects(
+            celery=app.state.celery,
+            store=app.state.store,
+            model_repository=app.state.model_repository,
+            triton_url=settings.triton_url,
+        )
+        app.state.session_factory = create_session_factory(engine, effects)
+        app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         if settings.bootstrap_admin_key is not None:
             with app.state.session_factory.begin() as session:
                 TeamService(session, settings.api_key_pepper.get_secret_value()).ensure_bootstrap_admin(
@@ -53,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     @app.middleware("http")
-    async def observe(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def observe(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()

@@ -7,7 +7,7 @@ import uuid
 from fastapi import Request
 
 from shared.db.models import Job
-from shared.jobs.stages.context import job_prefix
+from shared.jobs.layout import COMPLETE_MARKER, JobLayout
 from shared.jobs.states import STAGE_NAMES, JobStatus
 from shared.settings import Settings
 from shared.storage.base import ObjectStore
@@ -27,11 +27,12 @@ def present_job(job: Job) -> dict:
         "status": status.value,
         "stage": stage,
         "attempt": job.attempt,
+        "completed_stages": list(job.completed_stages or []),
         "progress": job.progress or {},
         "latest_metrics": job.latest_metrics or {},
         "error": error,
         "spec": job.spec,
-        "result": {key: value for key, value in (job.result or {}).items() if key != "running_stage"},
+        "result": job.result or {},
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "started_at": job.started_at,
@@ -44,12 +45,12 @@ def present_files(
     request: Request, store: ObjectStore, settings: Settings, job_id: uuid.UUID, prefix: str
 ) -> list[dict]:
     """Files under `prefix` with a download URL: presigned where the store can, else through the API."""
-    base = job_prefix(job_id) + "/"
+    layout = JobLayout(job_id)
     files = []
     for info in store.list(prefix.rstrip("/") + "/"):
-        if info.key.endswith("/COMPLETE"):
+        if info.key.endswith(f"/{COMPLETE_MARKER}"):
             continue
-        relative = info.key.removeprefix(base)
+        relative = layout.relative(info.key)
         url = store.presigned_get_url(info.key, settings.presigned_url_expiry)
         if url is None:
             url = str(request.url_for("download_file", job_id=str(job_id), path=relative))

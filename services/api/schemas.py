@@ -116,6 +116,7 @@ class Job(ApiModel):
     status: str
     stage: str | None
     attempt: int
+    completed_stages: list[str]
     progress: JobProgress
     latest_metrics: dict[str, float]
     error: JobError | None

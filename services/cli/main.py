@@ -40,7 +40,7 @@ def show(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
-def run_api_call(function, *args, **kwargs):  # type: ignore[no-untyped-def]
+def run_api_call(function, *args, **kwargs):
     try:
         return function(*args, **kwargs)
     except ApiError as exc:
@@ -261,7 +261,7 @@ def _fmt(value: object, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def list_events(client: TemperApi, job_id: str):  # type: ignore[no-untyped-def]
+def list_events(client: TemperApi, job_id: str):
     yield from client.stream_events(job_id)
 
 

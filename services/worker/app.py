@@ -5,8 +5,11 @@ Engines and clients are created once per worker process (after the fork), never 
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from shared.jobs.stages.context import StageContext
 from shared.observability import configure_logging
 from shared.queue import create_celery_app
 from shared.settings import get_settings
@@ -16,26 +19,30 @@ configure_logging(json_output=settings.log_json, level=settings.log_level)
 celery_app = create_celery_app(settings)
 app = celery_app  # the name `celery -A services.worker.app` looks for
 
-_state: dict[str, object] = {}
+_state: dict[str, Any] = {}
 
 
-def stage_context():  # type: ignore[no-untyped-def]
+def stage_context() -> StageContext:
     """The per-process StageContext, built on first use (a solo pool never forks)."""
     from shared.db.session import create_db_engine, create_session_factory
-    from shared.jobs.stages.context import StageContext
+    from shared.effects import ProcessEffects
     from shared.storage.factory import open_configured_stores
 
     if "context" not in _state:
         engine = create_db_engine(settings.resolved_database_url)
         store, model_repository = open_configured_stores(settings)
+        effects = ProcessEffects(
+            celery=celery_app, store=store, model_repository=model_repository, triton_url=settings.triton_url
+        )
         _state["engine"] = engine
         _state["context"] = StageContext(
             settings=settings,
-            session_factory=create_session_factory(engine),
+            session_factory=create_session_factory(engine, effects),
             store=store,
             model_repository=model_repository,
         )
-    return _state["context"]
+    context: StageContext = _state["context"]
+    return context
 
 
 @worker_process_init.connect
@@ -47,7 +54,7 @@ def _init_process(**_: object) -> None:
 def _close_process(**_: object) -> None:
     engine = _state.pop("engine", None)
     if engine is not None:
-        engine.dispose()  # type: ignore[attr-defined]
+        engine.dispose()
 
 
 # Registers the tasks on `celery_app`.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -9,6 +11,9 @@ from shared.db.models import BaseModelEntry
 class BaseModelRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def get(self, entry_id: uuid.UUID) -> BaseModelEntry | None:
+        return self.session.get(BaseModelEntry, entry_id)
 
     def get_by_name(self, name: str) -> BaseModelEntry | None:
         return self.session.scalar(sa.select(BaseModelEntry).where(BaseModelEntry.name == name))

@@ -15,10 +15,10 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from shared.pipeline.export.onnx_export import LOGITS_OUTPUT
 from shared.serving.prediction import Prediction, predictions_from_logits
 
 TEXT_INPUT = "TEXT"
-LOGITS_OUTPUT = "logits"
 UNAVAILABLE = "StatusCode.UNAVAILABLE"
 
 
@@ -107,7 +107,7 @@ class TemperClient:
         logits, labels = _decode_classification(result.as_numpy(LOGITS_OUTPUT), num_labels)
         return predictions_from_logits(logits, labels)
 
-    def _with_retries(self, call, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _with_retries(self, call, *args, **kwargs):
         attempt = 0
         while True:
             try:

@@ -232,7 +232,7 @@ def _text_field(
     if problem is not None:
         error_log.add(record.row, name, f"{record.where}: field '{name}' {problem}")
         return None
-    return value  # type: ignore[return-value]
+    return value if isinstance(value, str) else None
 
 
 def _render(messages: tuple[ChatMessage, ...]) -> str:

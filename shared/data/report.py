@@ -13,6 +13,7 @@ import unicodedata
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Protocol
 
 import numpy as np
@@ -266,8 +267,11 @@ class InstructionProfile:
 
 
 class _TextRow(Protocol):
-    row: int
-    text: str
+    @property
+    def row(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 def dataset_overlap(
@@ -299,13 +303,15 @@ def dataset_overlap(
 def _as_digests(side: TextDigests | Iterable[str] | Iterable[_TextRow]) -> TextDigests:
     if isinstance(side, TextDigests):
         return side
-    items = list(side)
-    if all(isinstance(item, str) for item in items):
-        return TextDigests.from_texts(items)  # type: ignore[arg-type]
+    items: list[str | _TextRow] = list(side)
+    texts = [item for item in items if isinstance(item, str)]
+    if len(texts) == len(items):
+        return TextDigests.from_texts(texts)
+    rows_of = [item for item in items if not isinstance(item, str)]
     buffer = bytearray()
-    for item in items:
-        buffer += text_digest(item.text, getattr(item, "text_pair", None))  # type: ignore[union-attr]
-    rows = np.array([item.row for item in items], dtype=np.int32)  # type: ignore[union-attr]
+    for item in rows_of:
+        buffer += text_digest(item.text, getattr(item, "text_pair", None))
+    rows = np.array([item.row for item in rows_of], dtype=np.int32)
     return TextDigests(rows=rows, digests=_digest_matrix(buffer))
 
 
@@ -314,15 +320,17 @@ def token_length_stats(
     tokenizer,
     max_length: int | None = None,
     batch_size: int = 512,
+    pairs: Iterable[str | None] | None = None,
 ) -> dict[str, object]:
     """Token-length percentiles of `texts` under the base model's tokenizer (special tokens included).
 
-    With `max_length` (the job's max_seq_length) it also says how many rows would be truncated.
+    `pairs` gives each text its second segment (a `text_pair` column), encoded together as the model
+    sees them. With `max_length` (the job's max_seq_length) it also says how many rows would be cut.
     """
     lengths: list[int] = []
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
+    batch: list[tuple[str, str | None]] = []
+    for text, pair in zip(texts, pairs if pairs is not None else repeat(None), strict=False):
+        batch.append((text, pair))
         if len(batch) == batch_size:
             lengths.extend(_token_counts(tokenizer, batch))
             batch = []
@@ -338,6 +346,14 @@ def token_length_stats(
     return stats
 
 
-def _token_counts(tokenizer, texts: list[str]) -> list[int]:
-    encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+def _token_counts(tokenizer, batch: list[tuple[str, str | None]]) -> list[int]:
+    texts = [text for text, _ in batch]
+    pairs = [pair for _, pair in batch]
+    encoded = tokenizer(
+        texts,
+        pairs if any(pair is not None for pair in pairs) else None,
+        add_special_tokens=True,
+        truncation=False,
+        verbose=False,
+    )
     return [len(ids) for ids in encoded["input_ids"]]

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.data.columns import ColumnMapping
 from shared.data.errors import DatasetFileError, ErrorLog, RowError
 from shared.data.formats import DatasetFormat, Record, iter_records, json_type_name, read_columns
 from shared.data.report import ClassificationProfile, TextDigests
-from shared.jobs.spec import ColumnMapping
 
 # How many field names a "missing column" message lists.
 MAX_COLUMNS_LISTED = 30

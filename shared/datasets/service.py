@@ -9,13 +9,14 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
+from shared.data.columns import ColumnMapping
 from shared.data.errors import DatasetFileError
 from shared.data.formats import detect_format
 from shared.data.validation import ValidationLimits, ValidationResult, validate_classification
 from shared.datasets.repository import DatasetRepository
 from shared.db.models import Dataset
+from shared.db.outbox import DeleteObject, outbox
 from shared.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from shared.jobs.spec import ColumnMapping
 from shared.storage.base import ObjectStore
 from shared.storage.content import content_key, put_file_if_absent, spool_upload
 from shared.storage.errors import ObjectTooLarge
@@ -32,6 +33,7 @@ class UploadLimits:
 
 class DatasetService:
     def __init__(self, session: Session, store: ObjectStore, spool_dir: Path) -> None:
+        self.session = session
         self.datasets = DatasetRepository(session)
         self.store = store
         self.spool_dir = spool_dir
@@ -121,7 +123,8 @@ class DatasetService:
         shared_object = self.datasets.other_references_to_object(dataset.object_key, excluding=dataset.id)
         self.datasets.delete(dataset)
         if not shared_object:
-            self.store.delete(dataset.object_key)
+            # After the commit: a delete that rolls back must leave the row's file in place.
+            outbox(self.session).add(DeleteObject(dataset.object_key))
 
 
 def _file_error(exc: DatasetFileError) -> InvalidInput:
@@ -146,5 +149,5 @@ def _raise_if_invalid(result: ValidationResult) -> None:
     )
 
 
-def _row_error_dict(error) -> dict:  # type: ignore[no-untyped-def]
+def _row_error_dict(error) -> dict:
     return {"row": error.row, "field": error.field, "reason": error.reason}

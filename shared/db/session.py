@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db.outbox import EffectRunner, install_outbox
+
 
 def create_db_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
@@ -21,7 +23,7 @@ def create_db_engine(url: str) -> Engine:
         # The API and the worker are separate processes writing one file: WAL lets readers go on
         # while one writes, and the busy timeout makes a writer wait instead of failing.
         @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
@@ -34,13 +36,14 @@ def create_db_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def create_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+def create_session_factory(engine: Engine, effects: EffectRunner | None = None) -> sessionmaker[Session]:
+    """Sessions whose outbox (`shared.db.outbox`) `effects` runs after each commit."""
+    return install_outbox(sessionmaker(bind=engine, expire_on_commit=False), effects)
 
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """The unit of work for workers and scripts: commit on success, roll back on error."""
+    """The unit of work: commit on success (then the outbox runs), roll back on error (it is dropped)."""
     session = factory()
     try:
         yield session

@@ -1,16 +1,16 @@
-"""The rules of jobs: what may be submitted, which transitions are allowed, what a cancel does.
+"""The rules of jobs: what may be submitted, which transitions are allowed, what a cancel does,
+and how a stage starts, finishes and fails.
 
-Routes and tasks call this; it only flushes. Whoever opened the session commits, and only then
-is a task sent (enqueue after commit).
+Routes, the run handle and studies call this; it only flushes. Whoever opened the session commits;
+what must follow the commit (send the next stage, tell a study) goes on the session's outbox and
+runs after it.
 """
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -18,11 +18,17 @@ from shared.base_models.repository import BaseModelRepository
 from shared.datasets.repository import DatasetRepository
 from shared.db.base import utcnow
 from shared.db.models import Checkpoint, Dataset, Job, JobEvent, JobMetricPoint
+from shared.db.outbox import AdvanceStudy, EnqueueStage, outbox
+from shared.db.pagination import decode_cursor, encode_cursor
 from shared.errors import IllegalTransition, InvalidInput, NotFound, QuotaExceeded
 from shared.jobs.repository import JobRepository
+from shared.jobs.results import StageResult
 from shared.jobs.spec import JobSpec
-from shared.jobs.states import STAGE_NAMES, TERMINAL, JobStatus, can_transition
+from shared.jobs.states import STAGE_NAMES, STAGE_STATUS, TERMINAL, JobStatus, can_transition
 from shared.observability import JOB_TRANSITIONS
+
+# What `start_stage` decided: run the stage body, or leave the job alone.
+StartDecision = Literal["run", "skip"]
 
 DEFAULT_VALIDATION_SPLIT = 0.1
 
@@ -49,6 +55,7 @@ class JobService:
         name: str | None = None,
         idempotency_key: str | None = None,
         max_active_jobs: int | None = None,
+        study_id: uuid.UUID | None = None,
     ) -> SubmitOutcome:
         if idempotency_key is not None:
             existing = self.jobs.get_by_idempotency_key(team_id, idempotency_key)
@@ -107,6 +114,7 @@ class JobService:
                 train_dataset_id=train.id,
                 validation_dataset_id=validation.id if validation else None,
                 test_dataset_id=test.id if test else None,
+                study_id=study_id,
                 name=name,
                 status=JobStatus.QUEUED,
                 idempotency_key=idempotency_key,
@@ -114,9 +122,11 @@ class JobService:
                 progress={},
                 latest_metrics={},
                 result={},
+                completed_stages=[],
             )
         )
         self._event(job, "created", to_status=JobStatus.QUEUED, message="job submitted")
+        outbox(self.session).add(EnqueueStage(job.id, "validate"))
         return SubmitOutcome(job=job, created=True)
 
     def _dataset(self, team_id: uuid.UUID, dataset_id: uuid.UUID, field: str, task: str) -> Dataset:
@@ -140,8 +150,8 @@ class JobService:
     ) -> tuple[list[Job], str | None]:
         before = decode_cursor(cursor) if cursor else None
         jobs = self.jobs.list_for_team(team_id, statuses=statuses, before=before, limit=limit + 1)
-        next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
-        return jobs[:limit], next_cursor
+        last = jobs[limit - 1] if len(jobs) > limit else None
+        return jobs[:limit], encode_cursor(last.created_at, last.id) if last else None
 
     # Transitions ----------------------------------------------------------------------------------
 
@@ -160,6 +170,9 @@ class JobService:
             job.started_at = now
         if target in TERMINAL:
             job.finished_at = now
+            job.running_stage = None
+            if job.study_id is not None:
+                outbox(self.session).add(AdvanceStudy(job.study_id))
         self._event(job, "transition", from_status=current, to_status=target, message=message, data=data)
         JOB_TRANSITIONS.labels(from_status=current.value, to_status=target.value).inc()
         return job
@@ -187,10 +200,83 @@ class JobService:
             self.transition(job, JobStatus.CANCELLED, message="cancelled before it started")
         return job
 
+    # Stages (the run handle calls these, one short transaction each) -----------------------------
+
+    def start_stage(self, job: Job, stage: str, task_id: str | None) -> StartDecision:
+        """Take the job for `stage`, whatever happened before: a first run, a re-run after a worker
+        died or a transient error, a cancel that came first, or work already done."""
+        status = STAGE_STATUS[stage]
+        current = JobStatus(job.status)
+        if current in TERMINAL:
+            return "skip"
+        if current == JobStatus.CANCELLING:
+            self.transition(job, JobStatus.CANCELLED, message=f"cancelled before {stage} started")
+            return "skip"
+        if current == JobStatus.QUEUED and stage == "validate":
+            self.transition(job, status, message="validation started")
+        elif current != status:
+            # A duplicate task for a stage already done, or one sent before the job moved on.
+            return "skip"
+        if job.running_stage == stage:
+            # The same stage again: its earlier run died or gave the task back. It resumes from
+            # what it left behind.
+            job.attempt += 1
+            self.log(job, f"{stage} restarted (attempt {job.attempt})", data={"attempt": job.attempt})
+        else:
+            job.attempt = max(job.attempt, 1)
+        job.running_stage = stage
+        job.task_id = task_id
+        job.heartbeat_at = utcnow()
+        return "run"
+
+    def complete_stage(self, job: Job, stage: str, result: StageResult | None, cancelled: bool) -> str | None:
+        """Store the stage's result and move on: the next stage (returned, and enqueued after the
+        commit), success, or cancelled."""
+        if result is not None:
+            self.store_result(job, result)
+        job.completed_stages = [*(name for name in job.completed_stages if name != stage), stage]
+        job.running_stage = None
+        current = JobStatus(job.status)
+        if cancelled or current == JobStatus.CANCELLING:
+            if current != JobStatus.CANCELLING:
+                self.transition(job, JobStatus.CANCELLING, message="stopped by cancel")
+            self.transition(job, JobStatus.CANCELLED, message=f"cancelled during {stage}")
+            return None
+        if current != STAGE_STATUS[stage]:
+            self.log(job, f"{stage} finished but the job had moved on to {current.value}")
+            return None
+        stages = JobSpec.model_validate(job.spec).stages()
+        position = stages.index(stage)
+        if position + 1 < len(stages):
+            next_stage = stages[position + 1]
+            self.transition(job, STAGE_STATUS[next_stage], message=f"{stage} done")
+            outbox(self.session).add(EnqueueStage(job.id, next_stage))
+            return next_stage
+        self.transition(job, JobStatus.SUCCEEDED, message=f"{stage} done; job succeeded")
+        return None
+
+    def fail_stage(self, job: Job, stage: str, code: str, message: str) -> None:
+        """Record a stage failure; a job being cancelled ends cancelled instead."""
+        if JobStatus(job.status) in TERMINAL:
+            return
+        job.running_stage = None
+        if JobStatus(job.status) == JobStatus.CANCELLING:
+            self.transition(job, JobStatus.CANCELLED, message=f"cancelled; {stage} had failed: {message}")
+            return
+        self.fail(job, code, message, stage)
+
+    def store_result(self, job: Job, result: StageResult) -> None:
+        # Fields left unset are left out, so the document shows what the stage actually produced.
+        job.result = {**job.result, result.key: result.model_dump(mode="json", exclude_none=True)}
+
+    def heartbeat(self, job: Job) -> None:
+        job.heartbeat_at = utcnow()
+
     # Progress, metrics and checkpoints (written by workers) ---------------------------------------
 
     def record_progress(self, job: Job, progress: dict[str, Any]) -> None:
         job.progress = progress
+        job.heartbeat_at = utcnow()
         self._event(job, "progress", data=progress)
 
     def record_metrics(self, job: Job, step: int, epoch: float | None, metrics: dict[str, float]) -> None:
@@ -258,16 +344,3 @@ class JobService:
 
 def _field_error(field: str, message: str) -> InvalidInput:
     return InvalidInput(message, details={"field": field})
-
-
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created_at, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("the cursor is not one this API gave out", details={"field": "cursor"}) from exc

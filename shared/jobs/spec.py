@@ -1,7 +1,8 @@
 """The job spec: what a team asks for, with every default filled in and stored with the job.
 
-`JobSpecIn` is what the API accepts; `JobSpec` is the same shape after defaults are resolved. The
-spec is plain data so that the pipeline can be run from it without the API or the database.
+The API accepts a `JobSpec` (plus a name) and stores it with its defaults resolved. It composes the
+pipeline's own pieces (hyperparameters, the gate, the column mapping) with what only a job knows:
+its datasets, its base model by name, and which optional stages run.
 """
 
 from __future__ import annotations
@@ -11,54 +12,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.data.columns import ColumnMapping
 from shared.pipeline.evaluate.gate import GateSpec
+from shared.pipeline.spec import Hyperparameters, LoraConfig
+
+__all__ = [
+    "ColumnMapping",
+    "EvaluationSpec",
+    "ExportSpec",
+    "Hyperparameters",
+    "JobSpec",
+    "LoraConfig",
+    "PublishSpec",
+]
 
 TaskName = Literal["text-classification"]
 # qlora needs a CUDA GPU: the train stage refuses it with a clear error on a CPU worker.
 MethodName = Literal["full", "lora", "qlora", "freeze"]
-
-
-class ColumnMapping(BaseModel):
-    """Which columns of the uploaded file hold the text, the label and the optional second text."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = "text"
-    label: str = "label"
-    text_pair: str | None = None
-
-
-class LoraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    r: int = Field(8, ge=1, le=512)
-    alpha: int = Field(16, ge=1, le=4096)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    # None lets the pipeline pick the attention projections of the base model's architecture.
-    target_modules: list[str] | None = None
-
-
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: float = Field(3.0, gt=0, le=100)
-    learning_rate: float = Field(5e-5, gt=0, le=1.0)
-    batch_size: int = Field(16, ge=1, le=4096)
-    eval_batch_size: int = Field(64, ge=1, le=4096)
-    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    max_seq_length: int = Field(128, ge=8, le=8192)
-    seed: int = Field(42, ge=0)
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    # For method "freeze": how many of the top encoder layers train beside the head.
-    freeze_top_layers: int = Field(2, ge=0, le=1000)
-    early_stopping_patience: int | None = Field(None, ge=1, le=100)
-    gradient_checkpointing: bool = False
-    # Checkpoint every N optimizer steps (None: once per epoch).
-    save_steps: int | None = Field(None, ge=1)
-    save_total_limit: int = Field(2, ge=1, le=100)
-    logging_steps: int = Field(5, ge=1)
 
 
 class EvaluationSpec(BaseModel):
@@ -149,9 +119,21 @@ class JobSpec(BaseModel):
             raise ValueError("give validation_dataset_id or validation_split, not both")
         if self.publish is not None and self.export is None:
             self.export = ExportSpec()
-        if self.publish is not None and self.publish.serve == "int8" and not self.export.int8:
+        if (
+            self.publish is not None
+            and self.publish.serve == "int8"
+            and not (self.export and self.export.int8)
+        ):
             raise ValueError("publish.serve is 'int8' but export.int8 is false")
         return self
+
+    def stages(self) -> list[str]:
+        """The stages this job runs, in order."""
+        return [
+            "validate",
+            "train",
+            *(stage for stage in ("evaluate", "export", "publish") if self.wants_stage(stage)),
+        ]
 
     def wants_stage(self, stage: str) -> bool:
         """Whether an optional stage after training (evaluate, export, publish) runs for this spec."""
@@ -162,6 +144,3 @@ class JobSpec(BaseModel):
         if stage == "publish":
             return self.publish is not None
         return False
-
-
-OPTIONAL_STAGES = ("evaluate", "export", "publish")

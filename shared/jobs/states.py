@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import enum
+from shared.db.models.job import JobStatus
 
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    VALIDATING = "validating"
-    TRAINING = "training"
-    EVALUATING = "evaluating"
-    EXPORTING = "exporting"
-    PUBLISHING = "publishing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "STAGE_NAMES",
+    "STAGE_ORDER",
+    "STAGE_STATUS",
+    "TERMINAL",
+    "JobStatus",
+    "can_transition",
+]
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -37,6 +34,8 @@ STAGE_NAMES: dict[JobStatus, str] = {
     JobStatus.EXPORTING: "export",
     JobStatus.PUBLISHING: "publish",
 }
+# And back: the status a job holds while each stage runs.
+STAGE_STATUS: dict[str, JobStatus] = {name: status for status, name in STAGE_NAMES.items()}
 
 
 _FORWARD: dict[JobStatus, tuple[JobStatus, ...]] = {

@@ -11,11 +11,15 @@ from typing import Literal
 
 import torch
 
+from shared.errors import InvalidSpec
+
 MixedPrecision = Literal["bf16", "fp16", "fp32"]
 
 
-class GpuRequiredError(RuntimeError):
+class GpuRequiredError(InvalidSpec, RuntimeError):
     """A GPU-only feature was requested on a worker without a CUDA GPU."""
+
+    code = "gpu_required"
 
 
 @dataclass(frozen=True)

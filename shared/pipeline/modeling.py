@@ -24,8 +24,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from shared.jobs.spec import Hyperparameters
+from shared.errors import UnsupportedModel
 from shared.pipeline.hardware import require_gpu
+from shared.pipeline.spec import Hyperparameters
 
 SUPPORTED_METHODS: Final = ("full", "lora", "freeze", "qlora")
 
@@ -45,7 +46,7 @@ DEFAULT_LORA_TARGET_MODULES: Final[dict[str, list[str]]] = {
 ClassifierModel = PreTrainedModel | PeftModel
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(UnsupportedModel, ValueError):
     """The base model's architecture does not fit the requested training method."""
 
 
@@ -79,7 +80,7 @@ def load_base_classifier(
     base_model_path: Path, labels: list[str], **from_pretrained_kwargs: object
 ) -> PreTrainedModel:
     """The base encoder with a newly initialized classification head and the label maps in its config."""
-    return AutoModelForSequenceClassification.from_pretrained(
+    model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
         base_model_path,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
@@ -87,6 +88,7 @@ def load_base_classifier(
         problem_type="single_label_classification",
         **from_pretrained_kwargs,
     )
+    return model
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -161,7 +163,8 @@ def merge_lora_adapter(base_model_path: Path, adapter_dir: Path, labels: list[st
     """
     base = load_base_classifier(base_model_path, labels, dtype=torch.float32)
     adapted = PeftModel.from_pretrained(base, adapter_dir)
-    return adapted.merge_and_unload()
+    merged: PreTrainedModel = adapted.merge_and_unload()
+    return merged
 
 
 def _wrap_with_lora(model: PreTrainedModel, hyperparameters: Hyperparameters) -> PeftModel:

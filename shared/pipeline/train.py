@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from peft import PeftModel
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     EvalPrediction,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     PrinterCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -34,7 +37,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging as transformers_logging
 
-from shared.jobs.spec import Hyperparameters
+from shared.errors import InvalidSpec
 from shared.pipeline.hardware import Accelerator, MixedPrecision, detect_accelerator
 from shared.pipeline.modeling import (
     SUPPORTED_METHODS,
@@ -43,6 +46,7 @@ from shared.pipeline.modeling import (
     load_tokenizer,
     merge_lora_adapter,
 )
+from shared.pipeline.spec import Hyperparameters
 from shared.pipeline.training_callbacks import (
     HooksCallback,
     NullHooks,
@@ -68,7 +72,7 @@ BEST_MODEL_METRIC = "eval_f1_macro"
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
-class InvalidTrainRequest(ValueError):
+class InvalidTrainRequest(InvalidSpec, ValueError):
     """The request cannot train as given; the message says which field or row to fix."""
 
 
@@ -179,7 +183,7 @@ def _train(request: TrainRequest, hooks: TrainingHooks) -> TrainResult:
     )
 
     hooks_callback = HooksCallback(hooks)
-    callbacks = [hooks_callback]
+    callbacks: list[TrainerCallback] = [hooks_callback]
     if hyperparameters.early_stopping_patience is not None:
         callbacks.append(
             EarlyStoppingCallback(early_stopping_patience=hyperparameters.early_stopping_patience)
@@ -328,14 +332,16 @@ def _save_final_model(
     request: TrainRequest, trainer: Trainer, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[Path, Path | None]:
     final_model_dir = request.output_dir / "model"
+    trained = trainer.model
+    assert isinstance(trained, PreTrainedModel | PeftModel)
     if request.method in ("lora", "qlora"):
         adapter_dir = request.output_dir / "adapter"
-        trainer.model.save_pretrained(adapter_dir)
+        trained.save_pretrained(str(adapter_dir))
         tokenizer.save_pretrained(adapter_dir)
         merged = merge_lora_adapter(request.base_model_path, adapter_dir, request.labels)
         merged.save_pretrained(final_model_dir)
     else:
         adapter_dir = None
-        trainer.model.save_pretrained(final_model_dir)
+        trained.save_pretrained(str(final_model_dir))
     tokenizer.save_pretrained(final_model_dir)
     return final_model_dir, adapter_dir

@@ -137,6 +137,8 @@ class HooksCallback(TrainerCallback):
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
     ) -> None:
+        # The Trainer is always given an output_dir (shared.pipeline.train); it saves nowhere without one.
+        assert args.output_dir is not None
         checkpoint_dir = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         self._hooks.on_checkpoint(state.global_step, checkpoint_dir)
 

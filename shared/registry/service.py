@@ -1,28 +1,28 @@
 """The model registry: published versions, the `production` alias, promote and rollback.
 
-Triton serves what the registry says: promoting (or rolling back) pins every model of the
-published set (tokenizer, ONNX, TensorRT when built, then the ensemble) to the chosen version
-through Triton's repository API. Without a Triton URL only the alias moves.
+Triton serves what the registry says: moving the alias (promote, rollback) puts a
+`LoadModelVersion` on the outbox, and after the commit the process pins every model of the
+published set (tokenizer, ONNX, TensorRT when built, then the ensemble) to that version through
+Triton's repository API. Without a Triton URL only the alias moves. If the load fails after the
+commit, Triton's reconcile loads the production versions it lacks.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from shared.db.models import ModelPromotion, ModelVersion, RegisteredModel
+from shared.db.outbox import LoadModelVersion, outbox
 from shared.errors import Conflict, NotFound
 from shared.registry.repository import RegistryRepository
-
-# Called with (repository_name, version, formats) after the alias moved; loads it on Triton.
-LoadVersion = Callable[[str, int, list[str]], None]
 
 
 class RegistryService:
     def __init__(self, session: Session) -> None:
+        self.session = session
         self.registry = RegistryRepository(session)
 
     def get_model(self, team_id: uuid.UUID, name: str) -> RegisteredModel:
@@ -45,6 +45,12 @@ class RegistryService:
         if row is None:
             raise NotFound(f"model '{name}' has no version {version}")
         return model, row
+
+    def production_version(self, team_id: uuid.UUID, name: str) -> ModelVersion | None:
+        model = self.registry.get_model(team_id, name)
+        if model is None or model.production_version is None:
+            return None
+        return self.registry.get_version(model.id, model.production_version)
 
     def ensure_model(self, team_id: uuid.UUID, team_name: str, name: str, task: str) -> RegisteredModel:
         model = self.registry.get_model(team_id, name, for_update=True)
@@ -82,16 +88,13 @@ class RegistryService:
         self.registry.add(row)
         return row
 
-    def promote(
-        self, model: RegisteredModel, version: int, load: LoadVersion | None, action: str = "promote"
-    ) -> None:
+    def promote(self, model: RegisteredModel, version: int, action: str = "promote") -> None:
         row = self.registry.get_version(model.id, version)
         if row is None:
             raise NotFound(f"model '{model.name}' has no version {version}")
         if model.production_version == version:
             return
-        if load is not None:
-            load(model.repository_name, version, list(row.formats))
+        outbox(self.session).add(LoadModelVersion(model.repository_name, version, tuple(row.formats)))
         self.registry.add(
             ModelPromotion(
                 model_id=model.id, version=version, action=action, from_version=model.production_version
@@ -99,7 +102,7 @@ class RegistryService:
         )
         model.production_version = version
 
-    def rollback(self, model: RegisteredModel, load: LoadVersion | None) -> int:
+    def rollback(self, model: RegisteredModel) -> int:
         """Back to the version that was in production before the current one."""
         if model.production_version is None:
             raise Conflict(f"model '{model.name}' has no production version to roll back from")
@@ -109,5 +112,5 @@ class RegistryService:
         previous = next((version for version in reversed(history) if version != current), None)
         if previous is None:
             raise Conflict(f"model '{model.name}' has no earlier production version than {current}")
-        self.promote(model, previous, load, action="rollback")
+        self.promote(model, previous, action="rollback")
         return previous

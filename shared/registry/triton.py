@@ -21,16 +21,14 @@ def published_models(repository_name: str, formats: list[str]) -> list[str]:
     return models
 
 
-def triton_loader(triton_url: str, repository: ObjectStore):  # type: ignore[no-untyped-def]
-    """A `LoadVersion` that pins each model of the set to `version` on the Triton at `triton_url`."""
-
-    def load(repository_name: str, version: int, formats: list[str]) -> None:
-        control = TritonControl(triton_url)
-        try:
-            for model in published_models(repository_name, formats):
-                config = config_from_text(repository.get_bytes(f"{model}/config.pbtxt").decode())
-                control.load_version(model, config, version)
-        finally:
-            control.close()
-
-    return load
+def load_published_version(
+    triton_url: str, repository: ObjectStore, repository_name: str, version: int, formats: list[str]
+) -> None:
+    """Pin each model of the published set to `version` on the Triton at `triton_url`."""
+    control = TritonControl(triton_url)
+    try:
+        for model in published_models(repository_name, formats):
+            config = config_from_text(repository.get_bytes(f"{model}/config.pbtxt").decode())
+            control.load_version(model, config, version)
+    finally:
+        control.close()

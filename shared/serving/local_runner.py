@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import NotFound
+from shared.pipeline.export.onnx_export import LOGITS_OUTPUT
 from shared.serving.prediction import Prediction, predictions_from_logits
-from shared.serving.triton_config import LOGITS_OUTPUT, onnx_model_name, tokenizer_model_name
+from shared.serving.triton_config import onnx_model_name, tokenizer_model_name
 from shared.serving.triton_repository import TOKENIZER_SUBDIR, read_model_config
 
 

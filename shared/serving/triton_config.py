@@ -15,8 +15,9 @@ from typing import Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from shared.pipeline.export.onnx_export import LOGITS_OUTPUT
+
 TEXT_INPUT = "TEXT"
-LOGITS_OUTPUT = "logits"
 LABELS_FILENAME = "labels.txt"
 TOKENIZER_SUFFIX = "_tokenizer"
 ONNX_SUFFIX = "_onnx"

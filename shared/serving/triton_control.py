@@ -76,7 +76,7 @@ class TritonControl:
     def close(self) -> None:
         self.client.close()
 
-    def _call(self, method, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, method, *args, **kwargs):
         try:
             return method(*args, **kwargs)
         except InferenceServerException as error:

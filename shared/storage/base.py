@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+from shared.storage.atomic import atomic_file, copy_stream
 from shared.storage.errors import ObjectNotFound
 from shared.storage.keys import deletable_prefix, directory_prefix, validate_key
 
@@ -61,9 +62,12 @@ class ObjectStore(ABC):
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
         return self.put_stream(key, io.BytesIO(data), len(data), content_type)
 
-    @abstractmethod
     def get_file(self, key: str, path: Path) -> Path:
         """Download `key` to `path` (parents created); `path` appears only once complete."""
+        path = Path(path)
+        with self.open_read(key) as source, atomic_file(path) as sink:
+            copy_stream(source, sink)
+        return path
 
     @abstractmethod
     def open_read(self, key: str) -> AbstractContextManager[BinaryIO]:

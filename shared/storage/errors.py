@@ -6,6 +6,8 @@ envelope without knowing about storage internals.
 
 from __future__ import annotations
 
+from shared.errors import TransientError
+
 
 class StorageError(Exception):
     """Base of every object-store failure."""
@@ -21,7 +23,7 @@ class ObjectNotFound(StorageError):
         self.key = key
 
 
-class StoreUnavailable(StorageError):
+class StoreUnavailable(TransientError, StorageError):
     """The store cannot be reached or refuses our credentials; retrying later may help."""
 
     code = "store_unavailable"

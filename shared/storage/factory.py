@@ -27,7 +27,7 @@ _S3_SCHEMES = {"s3": False, "s3s": True}
 def open_configured_stores(settings: Settings) -> tuple[ObjectStore, ObjectStore]:
     """The object store and the model repository that the settings name (one set of credentials)."""
 
-    def secret(value) -> str | None:  # type: ignore[no-untyped-def]
+    def secret(value) -> str | None:
         return value.get_secret_value() if value is not None else None
 
     credentials = {

@@ -47,12 +47,6 @@ class LocalObjectStore(ObjectStore):
                 raise IncompleteStream(key, expected=length, received=copied)
         return self.stat(key)
 
-    def get_file(self, key: str, path: Path) -> Path:
-        path = Path(path)
-        with self.open_read(key) as source, atomic_file(path) as sink:
-            copy_stream(source, sink)
-        return path
-
     @contextmanager
     def open_read(self, key: str) -> Iterator[BinaryIO]:
         path = self._path_for(key)

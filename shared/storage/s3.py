@@ -20,7 +20,6 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from shared.storage.atomic import atomic_file, copy_stream
 from shared.storage.base import ObjectInfo, ObjectStore, default_content_type
 from shared.storage.errors import (
     IncompleteStream,
@@ -137,12 +136,6 @@ class MinioObjectStore(ObjectStore):
                 num_parallel_uploads=1,
             )
         return self.stat(key)
-
-    def get_file(self, key: str, path: Path) -> Path:
-        path = Path(path)
-        with self.open_read(key) as source, atomic_file(path) as sink:
-            copy_stream(source, sink)
-        return path
 
     @contextmanager
     def open_read(self, key: str) -> Iterator[BinaryIO]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.jobs.stages.context import evaluation_prefix
+from shared.jobs.layout import JobLayout
 from shared.jobs.states import JobStatus
 from shared.pipeline.evaluate.significance import BOOTSTRAP_METRICS, paired_bootstrap
 from shared.storage.base import ObjectStore
@@ -67,7 +67,7 @@ def rank(values: dict[int, float], direction: str) -> dict[int, int]:
 
 
 def load_predictions(store: ObjectStore, job_id: uuid.UUID) -> list[dict[str, Any]]:
-    content = store.get_bytes(f"{evaluation_prefix(job_id)}/predictions.jsonl").decode("utf-8")
+    content = store.get_bytes(JobLayout(job_id).evaluation_file("predictions.jsonl")).decode("utf-8")
     return [json.loads(line) for line in content.splitlines() if line.strip()]
 
 

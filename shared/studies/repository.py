@@ -72,6 +72,3 @@ class StudyRepository:
             .group_by(StudyVariant.study_id)
         )
         return {study_id: count for study_id, count in self.session.execute(query).all()}
-
-    def study_id_for_job(self, job_id: uuid.UUID) -> uuid.UUID | None:
-        return self.session.scalar(sa.select(StudyVariant.study_id).where(StudyVariant.job_id == job_id))

@@ -61,7 +61,9 @@ def next_trial_params(search: SearchVariants, direction: str, history: list[Tria
         n_startup_trials=max(2, search.trials // 3),
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, sampler=sampler)
+    study = optuna.create_study(
+        direction="maximize" if direction == "maximize" else "minimize", sampler=sampler
+    )
     for record in history:
         study.add_trial(
             create_trial(

@@ -5,25 +5,26 @@ when it is created. Advancing submits pending variants while fewer than `max_con
 study's jobs are unfinished, asks the search sampler for new trials while the budget lasts, and
 closes the study with its ranking once every variant has finished. It is safe to run twice, at the
 same time too: the study row is locked on Postgres, and each variant's job is submitted under an
-idempotency key, so a second submission finds the first job instead of making another.
+idempotency key, so a second submission finds the first job instead of making another. The jobs it
+submits are enqueued by the outbox after the commit.
 """
 
 from __future__ import annotations
 
-import base64
+import builtins
 import uuid
 from typing import Any
 
-from celery import Celery
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import Job, Study, StudyVariant
+from shared.db.pagination import decode_cursor, encode_cursor
+from shared.db.session import session_scope
 from shared.errors import IllegalTransition, InvalidInput, NotFound, QuotaExceeded
-from shared.jobs.service import JobService, decode_cursor
+from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
 from shared.jobs.states import TERMINAL, JobStatus
-from shared.queue import send_stage
 from shared.studies.ranking import finished_values, metric_value, rank
 from shared.studies.repository import StudyRepository, VariantRow
 from shared.studies.search import TrialRecord, next_trial_params
@@ -57,8 +58,8 @@ class StudyService:
 
     # Creation -------------------------------------------------------------------------------------
 
-    def create(self, team_id: uuid.UUID, spec: StudySpec) -> tuple[Study, list[uuid.UUID]]:
-        """Store the study and its variants and submit the first jobs; returns the jobs to enqueue."""
+    def create(self, team_id: uuid.UUID, spec: StudySpec) -> Study:
+        """Store the study and its variants and submit the first jobs."""
         if spec.base_spec.evaluation is None:
             raise InvalidInput(
                 "base_spec.evaluation must not be null: variants are ranked by an evaluation metric",
@@ -86,24 +87,24 @@ class StudyService:
             self.studies.add_variant(
                 StudyVariant(study_id=study.id, position=position, overrides=plan.overrides, error=plan.error)
             )
-        return study, self._advance(study)
+        self._advance(study)
+        return study
 
     # Advancing ------------------------------------------------------------------------------------
 
-    def advance(self, study_id: uuid.UUID) -> list[uuid.UUID]:
-        """Submit what may run now and close the study when all is done; returns jobs to enqueue."""
+    def advance(self, study_id: uuid.UUID) -> None:
+        """Submit what may run now and close the study when all is done."""
         study = self.studies.get(study_id, for_update=True)
         if study is None or study.status in STUDY_TERMINAL:
-            return []
-        return self._advance(study)
+            return
+        self._advance(study)
 
-    def _advance(self, study: Study) -> list[uuid.UUID]:
+    def _advance(self, study: Study) -> None:
         rows = self.studies.variants_with_jobs(study.id)
         if study.variants_spec.get("mode") == "search":
             rows = self._ask_trials(study, rows)
         unfinished = sum(1 for _, job in rows if is_unfinished(job))
         limit = self._team_job_limit(study.team_id)
-        submitted: list[uuid.UUID] = []
         for variant, job in rows:
             if unfinished >= study.max_concurrency:
                 break
@@ -117,6 +118,7 @@ class StudyService:
                     name=f"{study.name or 'study'} #{variant.position}",
                     idempotency_key=f"study:{study.id}:{variant.position}",
                     max_active_jobs=limit,
+                    study_id=study.id,
                 )
             except QuotaExceeded:
                 break  # stays pending; the next advance (any job of the team finishing) tries again
@@ -125,11 +127,8 @@ class StudyService:
                 continue
             variant.job_id = outcome.job.id
             unfinished += 1
-            if outcome.created:
-                submitted.append(outcome.job.id)
         self.session.flush()
         self._close_if_done(study, self.studies.variants_with_jobs(study.id))
-        return submitted
 
     def _ask_trials(self, study: Study, rows: list[VariantRow]) -> list[VariantRow]:
         """New search trials while the budget lasts and a slot would be free to run them."""
@@ -170,17 +169,19 @@ class StudyService:
             raise NotFound(f"study {study_id} not found")
         return study
 
-    def list(self, team_id: uuid.UUID, cursor: str | None, limit: int) -> tuple[list[Study], str | None]:
+    def list(
+        self, team_id: uuid.UUID, cursor: str | None, limit: int
+    ) -> tuple[builtins.list[Study], str | None]:
         """The team's studies, newest first, a page at a time."""
         before = decode_cursor(cursor) if cursor else None
         studies = self.studies.list_for_team(team_id, before=before, limit=limit + 1)
-        next_cursor = _encode_cursor(studies[limit - 1]) if len(studies) > limit else None
-        return studies[:limit], next_cursor
+        last = studies[limit - 1] if len(studies) > limit else None
+        return studies[:limit], encode_cursor(last.created_at, last.id) if last else None
 
-    def variant_counts(self, studies: list[Study]) -> dict[uuid.UUID, int]:
+    def variant_counts(self, studies: builtins.list[Study]) -> dict[uuid.UUID, int]:
         return self.studies.variant_counts([study.id for study in studies])
 
-    def variants(self, study: Study) -> list[VariantRow]:
+    def variants(self, study: Study) -> builtins.list[VariantRow]:
         return self.studies.variants_with_jobs(study.id)
 
     def cancel(self, team_id: uuid.UUID, study_id: uuid.UUID) -> Study:
@@ -232,33 +233,15 @@ def _trial_record(search: SearchVariants, metric: str, variant: StudyVariant, jo
     return TrialRecord(params=params, outcome="complete", value=value)
 
 
-def _encode_cursor(study: Study) -> str:
-    """The same cursor format as the jobs list (`decode_cursor` reads both)."""
-    raw = f"{study.created_at.isoformat()}|{study.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def study_id_for_job(session: Session, job_id: uuid.UUID) -> uuid.UUID | None:
-    """The study a job runs for, or None for a job submitted on its own."""
-    return StudyRepository(session).study_id_for_job(job_id)
-
-
 def advance_study(
-    session_factory: sessionmaker[Session],
-    celery_app: Celery,
-    study_id: uuid.UUID,
-    default_job_limit: int | None = None,
+    session_factory: sessionmaker[Session], study_id: uuid.UUID, default_job_limit: int | None = None
 ) -> None:
-    """Advance one study in its own transaction, then enqueue the jobs it submitted."""
+    """Advance one study in its own transaction (its new jobs are enqueued after the commit)."""
     for attempt in range(1, ADVANCE_ATTEMPTS + 1):
         try:
-            with session_factory() as session:
-                submitted = StudyService(session, default_job_limit).advance(study_id)
-                session.commit()
-            break
+            with session_scope(session_factory) as session:
+                StudyService(session, default_job_limit).advance(study_id)
+            return
         except IntegrityError:
             if attempt == ADVANCE_ATTEMPTS:
                 raise
-    # Enqueue after commit: the worker must find the job rows it is sent.
-    for job_id in submitted:
-        send_stage(celery_app, "validate", str(job_id))

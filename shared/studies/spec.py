@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.jobs.spec import JobSpec
-from shared.jobs.stages.context import SUMMARY_METRICS
+from shared.pipeline.evaluate.classification import SUMMARY_METRICS
 
 # Every variant is a job; past this a study is better split or run as a search.
 MAX_VARIANTS = 64

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import uuid
 
 import sqlalchemy as sa
@@ -32,7 +33,7 @@ class TeamRepository:
     def get_key(self, key_id: uuid.UUID) -> ApiKey | None:
         return self.session.get(ApiKey, key_id)
 
-    def list_keys(self, team_id: uuid.UUID) -> list[ApiKey]:
+    def list_keys(self, team_id: uuid.UUID) -> builtins.list[ApiKey]:
         query = sa.select(ApiKey).where(ApiKey.team_id == team_id).order_by(ApiKey.created_at)
         return list(self.session.scalars(query))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.test_job_lifecycle import write_rows
 from tests.support.stack import Stack
+from tests.support.tickets import write_rows
 
 
 def test_team_b_sees_nothing_of_team_a(api_stack: Stack, tmp_path: Path) -> None:

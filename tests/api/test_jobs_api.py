@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_job_lifecycle import write_rows
 from tests.support.stack import Stack
+from tests.support.tickets import write_rows
 
 
 @pytest.fixture
@@ -109,3 +110,27 @@ def test_health_ready_and_metrics(api_stack: Stack) -> None:
     metrics = api_stack.client.get("/metrics").text
     assert "temper_http_requests_total" in metrics
     assert api_stack.client.get("/docs").status_code == 200
+
+
+def test_every_timestamp_carries_its_zone_in_create_get_and_list_responses(
+    api_stack: Stack, team_with_data: tuple[str, dict, dict]
+) -> None:
+    """SQLite hands timestamps back without a zone; the API must still say they are UTC."""
+    key, train, _ = team_with_data
+    created = api_stack.client.post(
+        "/v1/jobs",
+        json={"base_model": "tiny-bert", "train_dataset_id": train["id"]},
+        headers=api_stack.headers(key),
+    ).json()
+    fetched = api_stack.client.get(f"/v1/jobs/{created['id']}", headers=api_stack.headers(key)).json()
+    listed = api_stack.client.get("/v1/jobs", headers=api_stack.headers(key)).json()["items"][0]
+    events = api_stack.client.get(f"/v1/jobs/{created['id']}/events", headers=api_stack.headers(key)).json()
+    datasets = api_stack.client.get("/v1/datasets", headers=api_stack.headers(key)).json()
+    stamps = [
+        *(body[name] for body in (created, fetched, listed) for name in ("created_at", "updated_at")),
+        events["items"][0]["created_at"],
+        datasets[0]["created_at"],
+    ]
+    for stamp in stamps:
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
+    assert listed["created_at"] == created["created_at"]

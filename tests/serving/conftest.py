@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from shared.pipeline.export.onnx_export import export_classifier_onnx, quantize_int8
 from shared.serving.triton_repository import publish_classifier
-from tests.export.tiny_classifier import LABELS, sms_spam_rows, train_tiny_classifier
+from tests.support.tiny_classifier import LABELS, sms_spam_rows, train_tiny_classifier
 from tests.support.triton_stub import triton_server  # noqa: F401  (the fixture, for this package)
 
 FP32_MODEL = "spam"

@@ -4,8 +4,8 @@ import pytest
 
 from shared.errors import NotFound
 from shared.serving.local_runner import LocalModelRunner
-from tests.export.tiny_classifier import LABELS
 from tests.serving.conftest import FP32_MODEL, PublishedRepository
+from tests.support.tiny_classifier import LABELS
 
 
 def test_local_runner_gives_the_pytorch_labels_from_repository_files(published: PublishedRepository) -> None:

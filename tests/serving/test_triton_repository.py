@@ -10,8 +10,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from shared.errors import Conflict
 from shared.serving.repository_check import check_repository
 from shared.serving.triton_repository import model_versions, publish_classifier, read_model_config
-from tests.export.tiny_classifier import LABELS
 from tests.serving.conftest import FP32_MODEL, PublishedRepository
+from tests.support.tiny_classifier import LABELS
 
 
 def test_published_repository_passes_the_check(published: PublishedRepository) -> None:

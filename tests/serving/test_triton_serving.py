@@ -15,8 +15,8 @@ from tritonclient.utils import InferenceServerException
 from shared.client.triton import ServingUnavailable, TemperClient
 from shared.serving.triton_control import TritonControl
 from shared.serving.triton_repository import publish_classifier, read_model_config
-from tests.export.tiny_classifier import LABELS
 from tests.serving.conftest import FP32_MODEL, INT8_MODEL, PublishedRepository
+from tests.support.tiny_classifier import LABELS
 from tests.support.triton_stub import RunningStub, start_triton_stub
 
 StartServer = Callable[..., RunningStub]

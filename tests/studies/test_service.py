@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from shared.db.models import Job
-from shared.jobs.stages.context import evaluation_prefix
+from shared.jobs.layout import JobLayout
 from shared.settings import Settings
-from shared.studies.service import advance_study, study_id_for_job
-from tests.studies.conftest import make_team
+from shared.studies.service import advance_study
 from tests.support.stack import Stack, running_stack
+from tests.support.tickets import make_team
 
 LIST_VARIANTS = {
     "mode": "list",
@@ -59,7 +59,7 @@ def finish(stack: Stack, job_id: str, correct_rows: int, status: str = "succeede
     ]
     accuracy = sum(row["true_label"] == row["predicted_label"] for row in rows) / len(rows)
     app.state.store.put_bytes(
-        f"{evaluation_prefix(uuid.UUID(job_id))}/predictions.jsonl",
+        JobLayout(uuid.UUID(job_id)).evaluation_file("predictions.jsonl"),
         "\n".join(json.dumps(row) for row in rows).encode(),
     )
     with app.state.session_factory.begin() as session:
@@ -74,7 +74,7 @@ def finish(stack: Stack, job_id: str, correct_rows: int, status: str = "succeede
 
 def advance(stack: Stack, study_id: str) -> None:
     app = stack.client.app
-    advance_study(app.state.session_factory, app.state.celery, uuid.UUID(study_id))
+    advance_study(app.state.session_factory, uuid.UUID(study_id))
 
 
 def test_a_list_study_runs_in_slots_and_closes_with_a_ranking(
@@ -103,8 +103,8 @@ def run_list_study(api_stack: Stack, key: str, base_spec: dict) -> None:
     assert job["spec"]["hyperparameters"]["learning_rate"] == 3e-4
     assert job["spec"]["hyperparameters"]["epochs"] == 1  # the rest of the base spec is kept
     with api_stack.client.app.state.session_factory() as session:
-        assert str(study_id_for_job(session, uuid.UUID(job["id"]))) == study["id"]
-        assert study_id_for_job(session, uuid.uuid4()) is None
+        row = session.get(Job, uuid.UUID(job["id"]))
+        assert row is not None and str(row.study_id) == study["id"]
 
     finish(api_stack, variants[0]["job_id"], correct_rows=15)
     advance(api_stack, study["id"])

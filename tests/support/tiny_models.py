@@ -51,3 +51,20 @@ def build_tiny_bert(
     )
     BertModel(config).save_pretrained(directory)
     return directory
+
+
+def build_tiny_classifier(directory: Path, texts: list[str], labels: list[str], seed: int = 0) -> Path:
+    """A tiny random BERT with a classification head over `labels`, saved with its tokenizer."""
+    base = build_tiny_bert(directory / "base", texts, seed=seed)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: index for index, label in enumerate(labels)},
+    )
+    classifier_dir = directory / "classifier"
+    model.save_pretrained(classifier_dir)
+    AutoTokenizer.from_pretrained(base).save_pretrained(classifier_dir)
+    return classifier_dir

@@ -14,7 +14,7 @@ from shared.teams.service import TeamService
 router = APIRouter(prefix="/v1", tags=["admin"])
 
 
-def _teams(session, settings) -> TeamService:  # type: ignore[no-untyped-def]
+def _teams(session, settings) -> TeamService:
     return TeamService(session, settings.api_key_pepper.get_secret_value())
 
 

@@ -7,14 +7,14 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from services.api import schemas
 from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from shared.data.columns import ColumnMapping
 from shared.datasets.service import DatasetService, UploadLimits
 from shared.errors import InvalidInput
-from shared.jobs.spec import ColumnMapping
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
-def _service(session, store, settings) -> DatasetService:  # type: ignore[no-untyped-def]
+def _service(session, store, settings) -> DatasetService:
     return DatasetService(session, store, spool_dir=settings.work_dir / "uploads")
 
 

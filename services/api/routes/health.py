@@ -35,7 +35,7 @@ def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _check_database(engine) -> dict:  # type: ignore[no-untyped-def]
+def _check_database(engine) -> dict:
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
@@ -44,7 +44,7 @@ def _check_database(engine) -> dict:  # type: ignore[no-untyped-def]
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _check_broker(celery) -> dict:  # type: ignore[no-untyped-def]
+def _check_broker(celery) -> dict:
     try:
         with celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
@@ -53,7 +53,7 @@ def _check_broker(celery) -> dict:  # type: ignore[no-untyped-def]
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _check_store(store) -> dict:  # type: ignore[no-untyped-def]
+def _check_store(store) -> dict:
     try:
         store.ping()
         return {"ok": True, "store": store.description}

@@ -10,15 +10,14 @@ from fastapi.responses import StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
 from services.api import schemas
-from services.api.deps import CeleryDep, PrincipalDep, SessionDep, SettingsDep, StoreDep
+from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
 from services.api.presenters import present_files, present_job
 from shared.errors import InvalidInput, NotFound
+from shared.jobs.layout import JobLayout
 from shared.jobs.repository import JobRepository
 from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
-from shared.jobs.stages.context import job_prefix
 from shared.jobs.states import TERMINAL, JobStatus
-from shared.queue import notify_study, send_stage
 from shared.storage.errors import ObjectNotFound
 from shared.teams.repository import TeamRepository
 
@@ -33,7 +32,6 @@ def submit_job(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    celery: CeleryDep,
     principal: PrincipalDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> object:
@@ -45,10 +43,7 @@ def submit_job(
     )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
-        return present_job(outcome.job)
-    # Enqueue after commit: the worker must find the row it is sent.
-    session.commit()
-    send_stage(celery, "validate", str(outcome.job.id))
+    # The validate task is on the session's outbox: it is sent once the request's session commits.
     return present_job(outcome.job)
 
 
@@ -70,14 +65,8 @@ def get_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> 
 
 
 @router.post("/{job_id}/cancel", response_model=schemas.Job, status_code=status.HTTP_202_ACCEPTED)
-def cancel_job(
-    job_id: uuid.UUID, request: Request, session: SessionDep, celery: CeleryDep, principal: PrincipalDep
-) -> object:
-    job = JobService(session).request_cancel(principal.team_id, job_id)
-    session.commit()
-    # A queued job is cancelled here, with no worker involved: tell its study, if any.
-    notify_study(celery, request.app.state.session_factory, job.id)
-    return present_job(job)
+def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
+    return present_job(JobService(session).request_cancel(principal.team_id, job_id))
 
 
 @router.get("/{job_id}/events", response_model=schemas.EventPage)
@@ -113,7 +102,7 @@ async def stream_events(
     # Check access before the stream starts, so a wrong id answers 404 rather than an empty stream.
     await asyncio.to_thread(poll, 2**62)
 
-    async def generate():  # type: ignore[no-untyped-def]
+    async def generate():
         last_id = after
         while True:
             events, finished = await asyncio.to_thread(poll, last_id)
@@ -175,7 +164,7 @@ def list_artifacts(
 ) -> object:
     """The job's outputs other than checkpoints: the model, the adapter, reports, exports."""
     JobService(session).get(principal.team_id, job_id)
-    files = present_files(request, store, settings, job_id, job_prefix(job_id))
+    files = present_files(request, store, settings, job_id, JobLayout(job_id).root)
     return [file for file in files if not file["path"].startswith("checkpoints/")]
 
 
@@ -195,10 +184,10 @@ def get_evaluation_html(
     return _evaluation_file(job_id, session, store, principal, "report.html", "text/html; charset=utf-8")
 
 
-def _evaluation_file(job_id, session, store, principal, name: str, media_type: str) -> Response:  # type: ignore[no-untyped-def]
+def _evaluation_file(job_id, session, store, principal, name: str, media_type: str) -> Response:
     JobService(session).get(principal.team_id, job_id)
     try:
-        content = store.get_bytes(f"{job_prefix(job_id)}/evaluation/{name}")
+        content = store.get_bytes(JobLayout(job_id).evaluation_file(name))
     except ObjectNotFound as exc:
         raise NotFound(f"job {job_id} has no evaluation yet") from exc
     return Response(content=content, media_type=media_type)
@@ -207,18 +196,18 @@ def _evaluation_file(job_id, session, store, principal, name: str, media_type: s
 @router.get("/{job_id}/files/{path:path}")
 def download_file(
     job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: PrincipalDep
-):  # type: ignore[no-untyped-def]
+):
     """Streams one of the job's objects (used where the store has no presigned URLs)."""
     JobService(session).get(principal.team_id, job_id)
     if ".." in path.split("/"):
         raise InvalidInput("the path must stay inside the job", details={"field": "path"})
-    key = f"{job_prefix(job_id)}/{path}"
+    key = JobLayout(job_id).file(path)
     try:
         info = store.stat(key)
     except ObjectNotFound as exc:
         raise NotFound(f"job {job_id} has no file '{path}'") from exc
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks():
         with store.open_read(key) as stream:
             while chunk := stream.read(1024 * 1024):
                 yield chunk

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.deps import PrincipalDep, SessionDep, SettingsDep
 from shared.errors import Conflict, ServiceUnavailable
 from shared.registry.service import RegistryService
-from shared.registry.triton import published_models, triton_loader
+from shared.registry.triton import published_models
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -24,7 +24,7 @@ class PredictRequest(BaseModel):
     version: int | None = Field(None, ge=1, description="Default: the production version")
 
 
-def _model_out(model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _model_out(model) -> dict[str, Any]:
     return {
         "name": model.name,
         "repository_name": model.repository_name,
@@ -34,7 +34,7 @@ def _model_out(model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     }
 
 
-def _version_out(version) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _version_out(version) -> dict[str, Any]:
     return {
         "version": version.version,
         "job_id": version.job_id,
@@ -69,27 +69,20 @@ def list_versions(name: str, session: SessionDep, principal: PrincipalDep) -> li
 
 
 @router.post("/{name}/versions/{version}/promote")
-def promote(
-    name: str,
-    version: int,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    principal: PrincipalDep,
-) -> dict[str, Any]:
+def promote(name: str, version: int, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Make `version` the production version; Triton loads it once the change is committed."""
     service = RegistryService(session)
     model, _ = service.get_version(principal.team_id, name, version)
-    service.promote(model, version, _loader(request, settings))
+    service.promote(model, version)
     return _model_out(model)
 
 
 @router.post("/{name}/rollback")
-def rollback(
-    name: str, request: Request, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
-) -> dict[str, Any]:
+def rollback(name: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Back to the previous production version; Triton loads it once the change is committed."""
     service = RegistryService(session)
     model = service.get_model(principal.team_id, name)
-    service.rollback(model, _loader(request, settings))
+    service.rollback(model)
     return _model_out(model)
 
 
@@ -129,12 +122,6 @@ def predict(
     }
 
 
-def _loader(request: Request, settings):  # type: ignore[no-untyped-def]
-    if not settings.triton_url:
-        return None
-    return triton_loader(settings.triton_url, request.app.state.model_repository)
-
-
 class LocalRunners:
     """ONNX Runtime sessions over published versions, one per (model, version), made on first use."""
 
@@ -142,7 +129,7 @@ class LocalRunners:
         self.cache_dir = cache_dir
         self._runners: dict[tuple[str, int], Any] = {}
 
-    def get(self, repository_name: str, version: int, repository):  # type: ignore[no-untyped-def]
+    def get(self, repository_name: str, version: int, repository):
         from shared.serving.local_runner import LocalModelRunner
 
         key = (repository_name, version)
@@ -151,7 +138,7 @@ class LocalRunners:
             self._runners[key] = LocalModelRunner(root, repository_name, version)
         return self._runners[key]
 
-    def _local_root(self, repository, repository_name: str, version: int) -> Path:  # type: ignore[no-untyped-def]
+    def _local_root(self, repository, repository_name: str, version: int) -> Path:
         description = repository.description
         if description.startswith("file://"):
             return Path(description.removeprefix("file://"))

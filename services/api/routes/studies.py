@@ -10,8 +10,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
 
 from services.api import schemas
-from services.api.deps import CeleryDep, PrincipalDep, SessionDep, SettingsDep, StoreDep
-from shared.queue import send_stage
+from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
 from shared.studies.report import study_summary, study_view
 from shared.studies.service import StudyService
 from shared.studies.spec import StudySpec
@@ -81,16 +80,11 @@ def create_study(
     body: StudySpec,
     session: SessionDep,
     settings: SettingsDep,
-    celery: CeleryDep,
     store: StoreDep,
     principal: PrincipalDep,
 ) -> object:
     service = StudyService(session, default_job_limit=settings.max_concurrent_jobs_per_team)
-    study, submitted = service.create(principal.team_id, body)
-    # Enqueue after commit: the worker must find the job rows it is sent.
-    session.commit()
-    for job_id in submitted:
-        send_stage(celery, "validate", str(job_id))
+    study = service.create(principal.team_id, body)
     return study_view(study, service.variants(study), store)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 from typing import Any
@@ -8,7 +9,22 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base, BigIntId, Timestamps, UUIDPrimaryKey, utcnow
-from shared.jobs.states import JobStatus
+
+
+class JobStatus(enum.StrEnum):
+    """The states of DESIGN.md's job lifecycle; which moves are allowed is `shared.jobs.states`."""
+
+    QUEUED = "queued"
+    VALIDATING = "validating"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    EXPORTING = "exporting"
+    PUBLISHING = "publishing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
 
 JOB_STATUS_TYPE = sa.Enum(
     JobStatus,
@@ -29,6 +45,10 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     train_dataset_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("datasets.id"), index=True)
     validation_dataset_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("datasets.id"))
     test_dataset_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("datasets.id"))
+    # The study this job runs a variant of; it is told when the job finishes.
+    study_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("studies.id", ondelete="SET NULL"), index=True
+    )
 
     name: Mapped[str | None] = mapped_column(sa.String(200))
     status: Mapped[JobStatus] = mapped_column(JOB_STATUS_TYPE, default=JobStatus.QUEUED, index=True)
@@ -38,16 +58,23 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     spec: Mapped[dict[str, Any]] = mapped_column()
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     latest_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Each finished stage's typed result under its name (`shared.jobs.results`).
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    cancel_requested_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column()
+
+    # The stage runner's bookkeeping: which stage a worker holds now, which are done, the Celery task
+    # running it and when that worker last said it was alive.
+    running_stage: Mapped[str | None] = mapped_column(sa.String(20))
+    completed_stages: Mapped[list[Any]] = mapped_column(default=list)
     task_id: Mapped[str | None] = mapped_column(sa.String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
 
     error_code: Mapped[str | None] = mapped_column(sa.String(100))
     error_message: Mapped[str | None] = mapped_column(sa.Text())
     error_stage: Mapped[str | None] = mapped_column(sa.String(50))
 
-    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
 
 
 class JobEvent(Base):
@@ -62,9 +89,7 @@ class JobEvent(Base):
     to_status: Mapped[str | None] = mapped_column(sa.String(20))
     message: Mapped[str | None] = mapped_column(sa.Text())
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(
-        sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow)
 
 
 class JobMetricPoint(Base):
@@ -76,9 +101,7 @@ class JobMetricPoint(Base):
     value: Mapped[float] = mapped_column(sa.Float())
     step: Mapped[int] = mapped_column(sa.Integer())
     epoch: Mapped[float | None] = mapped_column(sa.Float())
-    created_at: Mapped[datetime] = mapped_column(
-        sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow)
 
 
 class Checkpoint(UUIDPrimaryKey, Base):
@@ -91,6 +114,4 @@ class Checkpoint(UUIDPrimaryKey, Base):
     object_prefix: Mapped[str] = mapped_column(sa.String(500))
     size_bytes: Mapped[int] = mapped_column(sa.BigInteger())
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(
-        sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow)

@@ -52,6 +52,4 @@ class ModelPromotion(Base):
     version: Mapped[int] = mapped_column(sa.Integer())
     action: Mapped[str] = mapped_column(sa.String(20))
     from_version: Mapped[int | None] = mapped_column(sa.Integer())
-    created_at: Mapped[datetime] = mapped_column(
-        sa.DateTime(timezone=True), server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(server_default=sa.text("CURRENT_TIMESTAMP"), default=utcnow)

@@ -28,7 +28,7 @@ class ApiKey(UUIDPrimaryKey, Timestamps, Base):
     prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(sa.String(64))
     is_admin: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
-    last_used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
 
     team: Mapped[Team] = relationship(back_populates="api_keys", lazy="raise")

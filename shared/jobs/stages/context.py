@@ -1,4 +1,8 @@
-"""What a stage needs from the outside world: the database, the object store, scratch space."""
+"""What a stage needs from the outside world: the database, the object store, scratch space.
+
+One per worker process, built at worker boot. Stages reach the database only through the run handle
+(`shared.jobs.run.JobRun`) made from it.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ class StageContext:
     session_factory: sessionmaker[Session]
     store: ObjectStore
     # Where Triton reads models: a bucket in production, a directory on the embedded default.
-    model_repository: ObjectStore | None = None
+    model_repository: ObjectStore
 
     def job_dir(self, job_id: uuid.UUID) -> Path:
         path = self.settings.work_dir / "jobs" / str(job_id)
@@ -33,17 +37,3 @@ class StageContext:
 
     def clean_job_dir(self, job_id: uuid.UUID) -> None:
         shutil.rmtree(self.settings.work_dir / "jobs" / str(job_id), ignore_errors=True)
-
-
-def job_prefix(job_id: uuid.UUID) -> str:
-    """Where everything a job produces lives in the object store."""
-    return f"jobs/{job_id}"
-
-
-def evaluation_prefix(job_id: uuid.UUID) -> str:
-    """Where the evaluate stage keeps the report, the predictions, the HTML page and its pictures."""
-    return f"{job_prefix(job_id)}/evaluation"
-
-
-# The metrics a job's evaluation summary carries (the full report has more).
-SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "ece", "roc_auc")

@@ -1,8 +1,7 @@
-"""Getting a job's rows onto the worker: download once by content hash, parse, split."""
+"""Getting a job's rows and models onto the worker: download once by content hash, parse, split."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +10,8 @@ from sklearn.model_selection import train_test_split
 from shared.base_models.service import materialize_base_model
 from shared.data.errors import DatasetFileError
 from shared.data.validation import ClassificationRow, iter_classification_rows
-from shared.datasets.repository import DatasetRepository
-from shared.db.models import BaseModelEntry, Dataset, Job
-from shared.errors import StageError, TemperError
-from shared.jobs.spec import ColumnMapping, JobSpec
-from shared.jobs.stages.context import StageContext, job_prefix
+from shared.errors import InvalidDataset, ModelUnavailable, TemperError, TransientError
+from shared.jobs.run import DatasetRef, JobRun
 
 
 @dataclass
@@ -25,43 +21,41 @@ class JobRows:
     validation: list[ClassificationRow]
     test: list[ClassificationRow] | None
 
+    @property
+    def evaluation_rows(self) -> tuple[str, list[ClassificationRow]]:
+        """The rows a trained model is judged on: the test set, or the validation rows without one."""
+        return ("test", self.test) if self.test is not None else ("validation", self.validation)
 
-def dataset_file(ctx: StageContext, dataset: Dataset) -> Path:
+
+def dataset_file(run: JobRun, dataset: DatasetRef) -> Path:
     """The dataset's file on this worker, downloaded once: objects never change after upload."""
-    path = ctx.cache_dir() / "datasets" / f"{dataset.sha256}.{dataset.format}"
+    path = run.ctx.cache_dir() / "datasets" / f"{dataset.sha256}.{dataset.format}"
     if not path.is_file():
-        ctx.store.get_file(dataset.object_key, path)
+        run.ctx.store.get_file(dataset.object_key, path)
     return path
 
 
-def read_rows(ctx: StageContext, dataset: Dataset) -> list[ClassificationRow]:
-    mapping = ColumnMapping.model_validate(dataset.column_mapping)
+def read_rows(run: JobRun, dataset: DatasetRef) -> list[ClassificationRow]:
     try:
-        return list(iter_classification_rows(dataset_file(ctx, dataset), dataset.format, mapping))
+        return list(
+            iter_classification_rows(dataset_file(run, dataset), dataset.format, dataset.column_mapping)
+        )
     except DatasetFileError as exc:
-        raise StageError(
-            f"dataset {dataset.id} no longer passes validation: {exc.reason}", code="invalid_dataset"
-        ) from exc
+        raise InvalidDataset(f"dataset {dataset.id} no longer passes validation: {exc.reason}") from exc
 
 
-def load_job_rows(ctx: StageContext, job_id: uuid.UUID) -> tuple[JobSpec, JobRows]:
-    with ctx.session_factory() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        repository = DatasetRepository(session)
-        spec = JobSpec.model_validate(job.spec)
-        train_set = repository.get(job.train_dataset_id)
-        validation_set = repository.get(job.validation_dataset_id) if job.validation_dataset_id else None
-        test_set = repository.get(job.test_dataset_id) if job.test_dataset_id else None
-    assert train_set is not None
-    train = read_rows(ctx, train_set)
+def load_job_rows(run: JobRun) -> JobRows:
+    inputs = run.inputs
+    train = read_rows(run, inputs.train)
     labels = sorted({row.label for row in train})
-    if validation_set is not None:
-        validation = read_rows(ctx, validation_set)
+    if inputs.validation is not None:
+        validation = read_rows(run, inputs.validation)
     else:
-        train, validation = split_validation(train, spec.validation_split or 0.1, spec.hyperparameters.seed)
-    test = read_rows(ctx, test_set) if test_set is not None else None
-    return spec, JobRows(labels=labels, train=train, validation=validation, test=test)
+        train, validation = split_validation(
+            train, inputs.spec.validation_split or 0.1, inputs.spec.hyperparameters.seed
+        )
+    test = read_rows(run, inputs.test) if inputs.test is not None else None
+    return JobRows(labels=labels, train=train, validation=validation, test=test)
 
 
 def split_validation(
@@ -77,25 +71,24 @@ def split_validation(
     return list(train), list(validation)
 
 
-def download_job_model(ctx: StageContext, job_id: uuid.UUID) -> Path:
-    """The job's trained model on this worker (downloaded once per worker and job)."""
-    target = ctx.job_dir(job_id) / "model"
+def download_model(run: JobRun, prefix: str, target: Path) -> Path:
+    """A model folder from the store on this worker, downloaded once (models never change)."""
     if not (target / "config.json").is_file():
-        ctx.store.download_dir(f"{job_prefix(job_id)}/model", target)
+        run.ctx.store.download_dir(prefix, target)
     return target
 
 
-def base_model_dir(ctx: StageContext, job_id: uuid.UUID) -> Path:
+def download_job_model(run: JobRun) -> Path:
+    """The job's trained model on this worker."""
+    return download_model(run, run.layout.model, run.ctx.job_dir(run.job_id) / "model")
+
+
+def base_model_dir(run: JobRun) -> Path:
     """The job's base model on this worker; a clear stage error when its weights cannot be found."""
-    with ctx.session_factory() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        base_model = session.get(BaseModelEntry, job.base_model_id)
-        assert base_model is not None
-        source = base_model.source
+    source = run.inputs.base_model.source
     try:
-        return materialize_base_model(source, ctx.store, ctx.cache_dir())
+        return materialize_base_model(source, run.ctx.store, run.ctx.cache_dir())
+    except TransientError:
+        raise
     except TemperError as exc:
-        raise StageError(
-            f"base model weights not found at {source}: {exc.message}", code="base_model_unavailable"
-        ) from exc
+        raise ModelUnavailable(f"base model weights not found at {source}: {exc.message}") from exc

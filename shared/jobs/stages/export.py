@@ -8,16 +8,17 @@ installed; elsewhere the stage records why it was skipped and goes on with ONNX.
 from __future__ import annotations
 
 import json
-import uuid
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
-from shared.jobs.stages.context import StageContext, job_prefix
+from shared.jobs.results import ExportResult, ExportVariant, TensorRTResult
+from shared.jobs.run import JobRun
 from shared.jobs.stages.data import download_job_model, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 from shared.pipeline.export.errors import ExportMismatch, TensorRTUnavailable
 from shared.pipeline.export.onnx_export import (
+    OnnxExportInfo,
     check_parity,
     export_classifier_onnx,
     optimize_onnx,
@@ -25,76 +26,80 @@ from shared.pipeline.export.onnx_export import (
 )
 
 PARITY_ROWS = 64
+# File names under jobs/<id>/export/, one per variant.
+ONNX_FILE = "model.onnx"
+OPTIMIZED_FILE = "model.optimized.onnx"
+INT8_FILE = "model.int8.onnx"
+EXPORT_SUMMARY_FILE = "export.json"
 
 
-def export_prefix(job_id: uuid.UUID) -> str:
-    return f"{job_prefix(job_id)}/export"
-
-
-def run_export(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
-    spec, rows = load_job_rows(ctx, job_id)
+def run_export(run: JobRun) -> StageOutcome:
+    spec = run.spec
     export = spec.export
     assert export is not None
-    model_dir = download_job_model(ctx, job_id)
-    parity_rows = (rows.test if rows.test is not None else rows.validation)[:PARITY_ROWS]
-    texts = [row.text for row in parity_rows]
-    out_dir = ctx.job_dir(job_id) / "export"
+    rows = load_job_rows(run)
+    model_dir = download_job_model(run)
+    texts = [row.text for row in rows.evaluation_rows[1][:PARITY_ROWS]]
+    out_dir = run.work_dir("export")
     max_length = spec.hyperparameters.max_seq_length
 
-    info = export_classifier_onnx(
-        model_dir, out_dir / "model.onnx", opset=export.opset, max_length=max_length
-    )
+    info = export_classifier_onnx(model_dir, out_dir / ONNX_FILE, opset=export.opset, max_length=max_length)
     parity = check_parity(model_dir, info.path, texts, tolerance=export.parity_tolerance)
-    summary: dict[str, Any] = {
-        "opset": info.opset,
-        "input_names": info.input_names,
-        "labels": info.labels,
-        "max_length": max_length,
-        "formats": ["onnx"],
-        "onnx": {"size_bytes": info.size_bytes, "seconds": info.export_seconds, "parity": parity.as_dict()},
-    }
-    files = {"model.onnx": info.path}
+    files: dict[str, Path] = {ONNX_FILE: info.path}
+    result = ExportResult(
+        formats=["onnx"],
+        opset=info.opset,
+        input_names=info.input_names,
+        labels=info.labels,
+        max_length=max_length,
+        onnx=ExportVariant(
+            path=ONNX_FILE, size_bytes=info.size_bytes, seconds=info.export_seconds, parity=parity.as_dict()
+        ),
+    )
     if export.optimize:
         optimized = optimize_onnx(
-            model_dir, info.path, out_dir / "model.optimized.onnx", texts, export.parity_tolerance
+            model_dir, info.path, out_dir / OPTIMIZED_FILE, texts, export.parity_tolerance
         )
-        summary["onnx_optimized"] = {"seconds": optimized.seconds, "parity": optimized.parity.as_dict()}
-        summary["formats"].append("onnx_optimized")
-        files["model.optimized.onnx"] = optimized.path
+        result.onnx_optimized = ExportVariant(
+            path=OPTIMIZED_FILE, seconds=optimized.seconds, parity=optimized.parity.as_dict()
+        )
+        result.formats.append("onnx_optimized")
+        files[OPTIMIZED_FILE] = optimized.path
     if export.int8:
         try:
             # Quantize the fused graph when there is one: the INT8 kernels then run fused too.
-            source = files.get("model.optimized.onnx", info.path)
+            source = files.get(OPTIMIZED_FILE, info.path)
             quantized = quantize_int8(
-                model_dir, source, out_dir / "model.int8.onnx", texts, export.int8_min_label_agreement
+                model_dir, source, out_dir / INT8_FILE, texts, export.int8_min_label_agreement
             )
         except ExportMismatch as exc:
             # An optional CPU variant that misses its bar is left out, with its figures; the job
             # fails on it only when it was to be served (the publish stage checks).
-            summary["onnx_int8"] = {"rejected": exc.message, "parity": exc.details}
+            result.onnx_int8 = ExportVariant(path=INT8_FILE, rejected=exc.message, parity=exc.details or {})
         else:
-            summary["onnx_int8"] = {"seconds": quantized.seconds, "parity": quantized.parity.as_dict()}
-            summary["formats"].append("onnx_int8")
-            files["model.int8.onnx"] = quantized.path
+            result.onnx_int8 = ExportVariant(
+                path=INT8_FILE, seconds=quantized.seconds, parity=quantized.parity.as_dict()
+            )
+            result.formats.append("onnx_int8")
+            files[INT8_FILE] = quantized.path
     if export.tensorrt:
-        summary["tensorrt"] = _tensorrt(
-            info, texts, model_dir, export.max_batch_size, max_length, out_dir, files
-        )
-        if summary["tensorrt"].get("built"):
-            summary["formats"].append("tensorrt")
+        result.tensorrt = _tensorrt(info, texts, model_dir, export.max_batch_size, max_length, out_dir)
+        if result.tensorrt.built and result.tensorrt.path is not None:
+            result.formats.append("tensorrt")
+            files[result.tensorrt.path] = out_dir / result.tensorrt.path
     else:
-        summary["tensorrt"] = {"built": False, "skipped": "not requested"}
+        result.tensorrt = TensorRTResult(built=False, skipped="not requested")
 
-    prefix = export_prefix(job_id)
     for name, path in files.items():
-        ctx.store.put_file(f"{prefix}/{name}", path)
-    ctx.store.put_bytes(
-        f"{prefix}/export.json", json.dumps(summary, default=str).encode(), "application/json"
-    )
-    return StageOutcome(result={"export": summary})
+        run.ctx.store.put_file(run.layout.export_file(name), path)
+    summary = json.dumps(result.model_dump(mode="json", exclude_none=True)).encode()
+    run.ctx.store.put_bytes(run.layout.export_file(EXPORT_SUMMARY_FILE), summary, "application/json")
+    return StageOutcome(result=result)
 
 
-def _tensorrt(info, texts, model_dir, max_batch, max_length, out_dir, files) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _tensorrt(
+    info: OnnxExportInfo, texts: list[str], model_dir: Path, max_batch: int, max_length: int, out_dir: Path
+) -> TensorRTResult:
     """An engine for this worker's GPU, or the reason there is none."""
     from transformers import AutoTokenizer
 
@@ -107,25 +112,25 @@ def _tensorrt(info, texts, model_dir, max_batch, max_length, out_dir, files) -> 
         max_batch=max_batch, opt_batch=min(8, max_batch), opt_sequence=max_length, max_sequence=max_length
     )
     try:
-        result = build_tensorrt_engine(
+        built = build_tensorrt_engine(
             info.path, out_dir / "engines", info.input_names, profile, parity_feeds=feeds
         )
     except TensorRTUnavailable as exc:
-        return {"built": False, "skipped": exc.reason}
-    files[f"engines/{result.key}/model.plan"] = result.path
-    return {
-        "built": True,
-        "key": result.key,
-        "tensorrt_version": result.tensorrt_version,
-        "compute_capability": result.compute_capability,
-        "precision_mode": result.precision_mode,
-        "fp16": result.fp16,
-        "build_seconds": result.build_seconds,
-        "build_log": result.build_log[-50:],
-        "parity": None
-        if result.parity is None
+        return TensorRTResult(built=False, skipped=exc.reason)
+    return TensorRTResult(
+        built=True,
+        key=built.key,
+        tensorrt_version=built.tensorrt_version,
+        compute_capability=built.compute_capability,
+        precision_mode=built.precision_mode,
+        fp16=built.fp16,
+        build_seconds=built.build_seconds,
+        build_log=built.build_log[-50:],
+        parity=None
+        if built.parity is None
         else {
-            "max_abs_logit_diff": result.parity.max_abs_logit_diff,
-            "label_agreement": result.parity.label_agreement,
+            "max_abs_logit_diff": built.parity.max_abs_logit_diff,
+            "label_agreement": built.parity.label_agreement,
         },
-    }
+        path=str(built.path.relative_to(out_dir)),
+    )

@@ -2,7 +2,7 @@
 
 The training loop itself is `shared.pipeline.train`; this module connects it to the job: it
 resumes from the newest checkpoint in the object store after a crash, writes progress and metric
-points to the database, uploads each checkpoint as soon as it is written, and stops when a
+points through the run handle, uploads each checkpoint as soon as it is written, and stops when a
 cancel is requested.
 """
 
@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from shared.db.models import Job
-from shared.jobs.repository import JobRepository
-from shared.jobs.service import JobService
-from shared.jobs.stages.context import StageContext, job_prefix
+from shared.jobs.layout import COMPLETE_MARKER
+from shared.jobs.results import TrainResult
+from shared.jobs.run import JobRun
 from shared.jobs.stages.data import base_model_dir, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
-from shared.jobs.states import JobStatus
 from shared.pipeline.train import TrainRequest, TrainRow, train_classifier
 from shared.pipeline.training_callbacks import TrainingProgress
 
@@ -34,11 +31,10 @@ CANCEL_POLL_INTERVAL_S = 0.5
 
 
 class JobTrainingHooks:
-    """TrainingHooks that report into the job's rows and upload checkpoints."""
+    """TrainingHooks that report into the job and upload checkpoints."""
 
-    def __init__(self, ctx: StageContext, job_id: uuid.UUID) -> None:
-        self.ctx = ctx
-        self.job_id = job_id
+    def __init__(self, run: JobRun) -> None:
+        self.run = run
         self._last_progress = 0.0
         self._last_cancel_poll = 0.0
         self._cancelled = False
@@ -49,35 +45,17 @@ class JobTrainingHooks:
         if now - self._last_progress < PROGRESS_INTERVAL_S and not finished:
             return
         self._last_progress = now
-        payload = _progress_payload(progress)
-        with self.ctx.session_factory.begin() as session:
-            job = session.get(Job, self.job_id)
-            assert job is not None
-            JobService(session).record_progress(job, payload)
+        self.run.record_progress(progress_payload(progress))
 
     def on_metrics(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
-        with self.ctx.session_factory.begin() as session:
-            job = session.get(Job, self.job_id)
-            assert job is not None
-            JobService(session).record_metrics(job, step, epoch, metrics)
+        self.run.record_metrics(step, epoch, metrics)
 
     def on_checkpoint(self, step: int, checkpoint_dir: Path) -> None:
-        prefix = f"{job_prefix(self.job_id)}/checkpoints/{checkpoint_dir.name}"
-        uploaded = self.ctx.store.upload_dir(checkpoint_dir, prefix)
+        prefix = self.run.layout.checkpoint(checkpoint_dir.name)
+        uploaded = self.run.ctx.store.upload_dir(checkpoint_dir, prefix)
         # The marker goes last: a checkpoint without it was cut off mid-upload and is not resumed.
-        self.ctx.store.put_bytes(f"{prefix}/COMPLETE", b"")
-        size = sum(info.size for info in uploaded)
-        with self.ctx.session_factory.begin() as session:
-            job = session.get(Job, self.job_id)
-            assert job is not None
-            JobService(session).record_checkpoint(
-                job,
-                step=step,
-                epoch=job.progress.get("epoch"),
-                object_prefix=prefix,
-                size_bytes=size,
-                metrics=dict(job.latest_metrics),
-            )
+        self.run.ctx.store.put_bytes(f"{prefix}/{COMPLETE_MARKER}", b"")
+        self.run.record_checkpoint(step, prefix, sum(info.size for info in uploaded))
 
     def should_cancel(self) -> bool:
         if self._cancelled:
@@ -86,20 +64,17 @@ class JobTrainingHooks:
         if now - self._last_cancel_poll < CANCEL_POLL_INTERVAL_S:
             return False
         self._last_cancel_poll = now
-        with self.ctx.session_factory() as session:
-            job = JobRepository(session).get(self.job_id)
-            self._cancelled = job is None or JobStatus(job.status) == JobStatus.CANCELLING
+        self._cancelled = self.run.cancel_requested()
         return self._cancelled
 
 
-def run_train(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
-    spec, rows = load_job_rows(ctx, job_id)
-    model_dir = base_model_dir(ctx, job_id)
-
-    work_dir = ctx.job_dir(job_id) / "train"
-    resume_from = _restore_newest_checkpoint(ctx, job_id, work_dir / "checkpoints")
+def run_train(run: JobRun) -> StageOutcome:
+    rows = load_job_rows(run)
+    spec = run.spec
+    work_dir = run.work_dir("train")
+    resume_from = restore_newest_checkpoint(run, work_dir / "checkpoints")
     request = TrainRequest(
-        base_model_path=model_dir,
+        base_model_path=base_model_dir(run),
         labels=rows.labels,
         train_rows=[TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.train],
         eval_rows=[
@@ -110,49 +85,44 @@ def run_train(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
         output_dir=work_dir,
         resume_from_checkpoint=resume_from,
     )
-    hooks = JobTrainingHooks(ctx, job_id)
-    result = train_classifier(request, hooks)
+    trained = train_classifier(request, JobTrainingHooks(run))
+    result = TrainResult(
+        status=trained.status,
+        global_step=trained.global_step,
+        metrics=trained.eval_metrics,
+        train_runtime_s=trained.train_runtime_seconds,
+        precision=trained.precision,
+        train_samples_per_second=trained.train_samples_per_second,
+        trainable_parameters=trained.trainable_parameters,
+        total_parameters=trained.total_parameters,
+        resumed_from=resume_from.name if resume_from else None,
+    )
+    if trained.status == "cancelled" or trained.final_model_dir is None:
+        return StageOutcome(result=result, cancelled=True)
 
-    prefix = job_prefix(job_id)
-    summary: dict[str, Any] = {
-        "status": result.status,
-        "global_step": result.global_step,
-        "metrics": result.eval_metrics,
-        "train_runtime_s": result.train_runtime_seconds,
-        "precision": result.precision,
-        "train_samples_per_second": result.train_samples_per_second,
-        "trainable_parameters": result.trainable_parameters,
-        "total_parameters": result.total_parameters,
-        "resumed_from": str(resume_from.name) if resume_from else None,
-    }
-    if result.status == "cancelled":
-        return StageOutcome(result={"train": summary}, cancelled=True)
-
-    ctx.store.upload_dir(result.final_model_dir, f"{prefix}/model")
-    summary["model_prefix"] = f"{prefix}/model"
-    if result.adapter_dir is not None:
-        ctx.store.upload_dir(result.adapter_dir, f"{prefix}/adapter")
-        summary["adapter_prefix"] = f"{prefix}/adapter"
+    run.ctx.store.upload_dir(trained.final_model_dir, run.layout.model)
+    result.model_prefix = run.layout.model
+    if trained.adapter_dir is not None:
+        run.ctx.store.upload_dir(trained.adapter_dir, run.layout.adapter)
+        result.adapter_prefix = run.layout.adapter
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
-    return StageOutcome(result={"train": summary})
+    return StageOutcome(result=result)
 
 
-def _restore_newest_checkpoint(ctx: StageContext, job_id: uuid.UUID, local_dir: Path) -> Path | None:
+def restore_newest_checkpoint(run: JobRun, local_dir: Path) -> Path | None:
     """After a crash, the newest completely uploaded checkpoint, downloaded to `local_dir`."""
-    with ctx.session_factory() as session:
-        checkpoints = JobRepository(session).list_checkpoints(job_id)
-    for checkpoint in reversed(checkpoints):
-        if not ctx.store.exists(f"{checkpoint.object_prefix}/COMPLETE"):
+    for checkpoint in reversed(run.checkpoints()):
+        if not run.ctx.store.exists(f"{checkpoint.object_prefix}/{COMPLETE_MARKER}"):
             continue
         target = local_dir / Path(checkpoint.object_prefix).name
         if not target.is_dir():
-            ctx.store.download_dir(checkpoint.object_prefix, target)
-        log.info("resuming from checkpoint", job_id=str(job_id), step=checkpoint.step)
+            run.ctx.store.download_dir(checkpoint.object_prefix, target)
+        log.info("resuming from checkpoint", job_id=str(run.job_id), step=checkpoint.step)
         return target
     return None
 
 
-def _progress_payload(progress: TrainingProgress) -> dict[str, Any]:
+def progress_payload(progress: TrainingProgress) -> dict[str, Any]:
     percent = 100.0 * progress.step / progress.total_steps if progress.total_steps else 0.0
     return {
         "step": progress.step,

@@ -6,15 +6,14 @@ labels across datasets, lengths in tokens of the chosen base model, and train/te
 
 from __future__ import annotations
 
-import uuid
+from typing import Any, cast
 
-import numpy as np
+from transformers import AutoTokenizer
 
-from shared.data.report import dataset_overlap
-from shared.db.models import Job
-from shared.errors import StageError
-from shared.jobs.service import JobService
-from shared.jobs.stages.context import StageContext
+from shared.data.report import dataset_overlap, token_length_stats
+from shared.errors import InvalidDataset
+from shared.jobs.results import ValidationResult
+from shared.jobs.run import JobRun
 from shared.jobs.stages.data import base_model_dir, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 
@@ -22,8 +21,8 @@ from shared.jobs.stages.runner import StageOutcome
 TRUNCATION_WARNING_SHARE = 0.2
 
 
-def run_validate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
-    spec, rows = load_job_rows(ctx, job_id)
+def run_validate(run: JobRun) -> StageOutcome:
+    rows = load_job_rows(run)
     problems: list[str] = []
     warnings: list[str] = []
 
@@ -38,55 +37,45 @@ def run_validate(ctx: StageContext, job_id: uuid.UUID) -> StageOutcome:
     if len(train_labels) < 2:
         problems.append("the train rows hold fewer than two classes")
     if problems:
-        raise StageError("; ".join(problems), code="invalid_dataset")
+        raise InvalidDataset("; ".join(problems))
 
-    model_dir = base_model_dir(ctx, job_id)
-
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    max_length = spec.hyperparameters.max_seq_length
-    texts = [row.text for row in rows.train]
-    pairs = [row.text_pair for row in rows.train] if any(row.text_pair for row in rows.train) else None
-    encoded = tokenizer(texts, pairs, truncation=False, add_special_tokens=True)["input_ids"]
-    token_lengths = np.array([len(ids) for ids in encoded])
-    truncated_share = float((token_lengths > max_length).mean())
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir(run))
+    max_length = run.spec.hyperparameters.max_seq_length
+    has_pairs = any(row.text_pair for row in rows.train)
+    token_lengths = token_length_stats(
+        [row.text for row in rows.train],
+        tokenizer,
+        max_length=max_length,
+        pairs=[row.text_pair for row in rows.train] if has_pairs else None,
+    )
+    truncated_share = cast(float, token_lengths["truncated_share"])
     if truncated_share > TRUNCATION_WARNING_SHARE:
         warnings.append(
             f"{truncated_share:.0%} of train rows are longer than max_seq_length={max_length} tokens and will be cut"
         )
 
-    overlap = {"validation": dataset_overlap(rows.train, rows.validation)}
+    overlap: dict[str, Any] = {"validation": dataset_overlap(rows.train, rows.validation)}
     if rows.test is not None:
         overlap["test"] = dataset_overlap(rows.train, rows.test)
         if overlap["test"]["rows"]:
             warnings.append(f"{overlap['test']['rows']} test rows also appear in the train rows")
 
-    counts = {label: 0 for label in rows.labels}
+    counts = dict.fromkeys(rows.labels, 0)
     for row in rows.train:
         counts[row.label] += 1
-    report = {
-        "rows": {
-            "train": len(rows.train),
-            "validation": len(rows.validation),
-            "test": len(rows.test) if rows.test is not None else None,
-        },
-        "labels": rows.labels,
-        "train_label_counts": counts,
-        "token_lengths": {
-            "p50": float(np.percentile(token_lengths, 50)),
-            "p95": float(np.percentile(token_lengths, 95)),
-            "max": int(token_lengths.max()),
-            "max_seq_length": max_length,
-            "truncated_share": truncated_share,
-        },
-        "overlap": overlap,
-        "warnings": warnings,
-    }
-    with ctx.session_factory.begin() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        service = JobService(session)
-        for warning in warnings:
-            service.log(job, f"validation warning: {warning}")
-    return StageOutcome(result={"validation": report})
+    for warning in warnings:
+        run.log(f"validation warning: {warning}")
+    return StageOutcome(
+        result=ValidationResult(
+            rows={
+                "train": len(rows.train),
+                "validation": len(rows.validation),
+                "test": len(rows.test) if rows.test is not None else None,
+            },
+            labels=rows.labels,
+            train_label_counts=counts,
+            token_lengths=token_lengths,
+            overlap=overlap,
+            warnings=warnings,
+        )
+    )

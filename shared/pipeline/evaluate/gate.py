@@ -60,10 +60,11 @@ def evaluate_gate(
     spec = gate if isinstance(gate, GateSpec) else GateSpec.model_validate(gate)
     checks: list[tuple[bool, str]] = []
     value = metrics.get(spec.metric)
-    if value is None and (spec.min is not None or spec.max is not None):
-        checks.append(
-            (False, f"failed: {spec.metric} is undefined on these rows, so its bounds cannot be checked")
-        )
+    if value is None:
+        if spec.min is not None or spec.max is not None:
+            checks.append(
+                (False, f"failed: {spec.metric} is undefined on these rows, so its bounds cannot be checked")
+            )
     else:
         if spec.min is not None:
             met = value >= spec.min

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from transformers import PreTrainedModel
@@ -50,9 +50,11 @@ def build_prompt(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase, prompt
     extra_input = str(row.get("input") or "").strip()
     if prompt_format == "chat":
         content = f"{instruction}\n\n{extra_input}" if extra_input else instruction
-        return tokenizer.apply_chat_template(
+        rendered = tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
         )
+        assert isinstance(rendered, str)
+        return rendered
     input_section = f"### Input:\n{extra_input}\n\n" if extra_input else ""
     return f"### Instruction:\n{instruction}\n\n{input_section}### Response:\n"
 
@@ -67,7 +69,7 @@ def resolve_prompt_format(tokenizer: PreTrainedTokenizerBase, prompt_format: Pro
 
 def _prompt_ids(prompt: str, tokenizer: PreTrainedTokenizerBase, prompt_format: str) -> list[int]:
     # A chat template already writes the special tokens it wants; the Alpaca prompt only needs BOS.
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids: list[int] = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     if prompt_format == "alpaca" and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id, *ids]
     return ids
@@ -75,7 +77,7 @@ def _prompt_ids(prompt: str, tokenizer: PreTrainedTokenizerBase, prompt_format: 
 
 def _answer_ids(answer: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     # The end-of-sequence token is part of the answer: predicting where to stop is part of the task.
-    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    ids: list[int] = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
     return [*ids, tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else ids
 
 
@@ -83,7 +85,7 @@ def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         raise ValueError("the tokenizer has neither a pad token nor an end-of-sequence token to pad with")
-    return pad
+    return int(pad)
 
 
 def answer_losses(
@@ -146,7 +148,8 @@ def generate_answers(
         attention_mask = torch.tensor(
             [[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device
         )
-        output = model.generate(
+        # PreTrainedModel's type does not show the GenerationMixin every causal-LM head has.
+        output = cast(Any, model).generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             max_new_tokens=settings.max_new_tokens,

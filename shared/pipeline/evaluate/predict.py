@@ -14,6 +14,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from shared.pipeline.labels import labels_from_config
+
 
 @dataclass(frozen=True)
 class LoadedClassifier:
@@ -24,17 +26,11 @@ class LoadedClassifier:
     labels: list[str]
 
 
-def labels_from_config(model: PreTrainedModel) -> list[str]:
-    """Label names in class-index order, from the model config's id2label."""
-    id2label = model.config.id2label
-    return [str(id2label[index]) for index in range(len(id2label))]
-
-
 def load_classifier(model_dir: Path) -> LoadedClassifier:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return LoadedClassifier(model=model, tokenizer=tokenizer, labels=labels_from_config(model))
+    return LoadedClassifier(model=model, tokenizer=tokenizer, labels=labels_from_config(model.config))
 
 
 def predict_probabilities(

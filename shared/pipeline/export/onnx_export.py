@@ -13,10 +13,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.pipeline.export.errors import ExportMismatch
+from shared.pipeline.labels import labels_from_config
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 LOGITS_OUTPUT = "logits"
 # The order the ONNX graph takes its inputs in; token_type_ids only where the model uses them.
@@ -70,7 +77,7 @@ class VariantResult:
     seconds: float
 
 
-def _logits_module(model: object) -> object:
+def _logits_module(model: PreTrainedModel) -> torch.nn.Module:
     """Wrap the classifier so that it returns only the logits tensor.
 
     The Hugging Face forward returns a ModelOutput; the exporter wants the one named output.
@@ -90,31 +97,28 @@ def _logits_module(model: object) -> object:
             token_type_ids: torch.Tensor | None = None,
         ) -> torch.Tensor:
             segments = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, **segments).logits
+            logits: torch.Tensor = model(
+                input_ids=input_ids, attention_mask=attention_mask, **segments
+            ).logits
+            return logits
 
     return LogitsOnly()
 
 
-def model_input_names(model: object, tokenizer: object) -> list[str]:
+def model_input_names(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """The inputs both the tokenizer produces and the model's forward accepts, in graph order."""
-    accepted = inspect.signature(model.forward).parameters  # type: ignore[attr-defined]
-    produced = set(tokenizer.model_input_names)  # type: ignore[attr-defined]
+    accepted = inspect.signature(model.forward).parameters
+    produced = set(tokenizer.model_input_names)
     return [name for name in CANDIDATE_INPUTS if name in accepted and name in produced]
 
 
-def _load_classifier(model_dir: Path) -> tuple[object, object]:
+def _load_classifier(model_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(model_dir)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return model, tokenizer
-
-
-def labels_of(model: object) -> list[str]:
-    """Label names ordered by class index, as the model's config holds them."""
-    id2label = model.config.id2label  # type: ignore[attr-defined]
-    return [str(id2label[index]) for index in range(len(id2label))]
 
 
 def export_classifier_onnx(
@@ -131,12 +135,12 @@ def export_classifier_onnx(
     started = time.perf_counter()
     model, tokenizer = _load_classifier(model_dir)
     input_names = model_input_names(model, tokenizer)
-    max_positions = int(getattr(model.config, "max_position_embeddings", 512))  # type: ignore[attr-defined]
+    max_positions = int(getattr(model.config, "max_position_embeddings", 512))
     if max_length > max_positions:
         raise ValueError(f"max_length {max_length} exceeds the model's {max_positions} positions")
 
     # dynamo specializes a dimension traced at size 1, so the example has batch 2 and several tokens.
-    example = tokenizer(  # type: ignore[operator]
+    example = tokenizer(
         ["an example sentence for tracing", "another one"],
         padding="max_length",
         max_length=min(16, max_length),
@@ -159,7 +163,7 @@ def export_classifier_onnx(
             external_data=False,
             verbose=False,
         )
-    labels = labels_of(model)
+    labels = labels_from_config(model.config)
     return OnnxExportInfo(
         path=output_path,
         input_names=input_names,
@@ -173,7 +177,7 @@ def export_classifier_onnx(
     )
 
 
-def cpu_session(onnx_path: Path, threads: int | None = None) -> object:
+def cpu_session(onnx_path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session; `threads` pins intra-op threads (None: ORT's default)."""
     import onnxruntime as ort
 
@@ -202,7 +206,7 @@ def compare_with_pytorch(
     model, tokenizer = _load_classifier(model_dir)
     input_names = model_input_names(model, tokenizer)
     session = cpu_session(onnx_path)
-    paddings: list[tuple[str, dict[str, object]]] = [
+    paddings: list[tuple[str, dict[str, Any]]] = [
         (str(length), {"padding": "max_length", "max_length": length, "truncation": True})
         for length in lengths
     ]
@@ -214,11 +218,11 @@ def compare_with_pytorch(
     for _, padding in paddings:
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
-            encoded = tokenizer(batch, return_tensors="np", **padding)  # type: ignore[operator]
+            encoded = tokenizer(batch, return_tensors="np", **padding)
             feeds = {name: encoded[name].astype(np.int64) for name in input_names}
             with torch.no_grad():
-                reference = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()  # type: ignore[operator]
-            exported = session.run([LOGITS_OUTPUT], feeds)[0]  # type: ignore[attr-defined]
+                reference = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+            exported = session.run([LOGITS_OUTPUT], feeds)[0]
             max_diff = max(max_diff, float(np.abs(reference - exported).max()))
             agreeing += int((reference.argmax(-1) == exported.argmax(-1)).sum())
             compared += len(batch)

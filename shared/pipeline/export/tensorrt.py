@@ -14,11 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from shared.pipeline.export.errors import ExportMismatch, TensorRTUnavailable
+from shared.pipeline.export.onnx_export import LOGITS_OUTPUT, cpu_session
 
 ENGINE_FILENAME = "model.plan"
 PrecisionMode = Literal["builder_flag", "strongly_typed"]
@@ -87,7 +88,7 @@ def precision_mode(tensorrt_version: str) -> PrecisionMode:
     return "strongly_typed" if int(tensorrt_version.split(".")[0]) >= 11 else "builder_flag"
 
 
-def _require_gpu_and_tensorrt() -> tuple[object, tuple[int, int]]:
+def _require_gpu_and_tensorrt() -> tuple[Any, tuple[int, int]]:
     """The tensorrt module and the GPU's compute capability, or TensorRTUnavailable saying why not."""
     import torch
 
@@ -134,7 +135,7 @@ def build_tensorrt_engine(
     `tolerance`, looser than FP32's because half precision keeps about three decimal digits.
     """
     trt, compute_capability = _require_gpu_and_tensorrt()
-    version = trt.__version__  # type: ignore[attr-defined]
+    version = trt.__version__
     mode = precision_mode(version)
     key = engine_key(compute_capability, version)
     engine_dir = output_root / key
@@ -142,23 +143,23 @@ def build_tensorrt_engine(
 
     logger = _collecting_logger(trt)
     started = time.perf_counter()
-    builder = trt.Builder(logger)  # type: ignore[attr-defined]
+    builder = trt.Builder(logger)
     source = onnx_path
     if mode == "strongly_typed":
-        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))  # type: ignore[attr-defined]
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
         if fp16:
             source = _fp16_onnx(onnx_path, engine_dir / "model.fp16.onnx")
     else:
         network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)  # type: ignore[attr-defined]
+    parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(source)):
         errors = [str(parser.get_error(index)) for index in range(parser.num_errors)]
         raise ExportMismatch("TensorRT could not parse the ONNX graph", details={"errors": errors})
 
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)  # type: ignore[attr-defined]
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     if fp16 and mode == "builder_flag":
-        config.set_flag(trt.BuilderFlag.FP16)  # type: ignore[attr-defined]
+        config.set_flag(trt.BuilderFlag.FP16)
     optimization_profile = builder.create_optimization_profile()
     for name, (smallest, optimal, largest) in profile.shapes(input_names).items():
         optimization_profile.set_shape(name, smallest, optimal, largest)
@@ -166,7 +167,7 @@ def build_tensorrt_engine(
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ExportMismatch("TensorRT engine build failed", details={"log": logger.lines[-20:]})  # type: ignore[attr-defined]
+        raise ExportMismatch("TensorRT engine build failed", details={"log": logger.lines[-20:]})
     engine_path = engine_dir / ENGINE_FILENAME
     engine_path.write_bytes(bytes(serialized))
     build_seconds = time.perf_counter() - started
@@ -180,17 +181,17 @@ def build_tensorrt_engine(
         precision_mode=mode,
         fp16=fp16,
         build_seconds=build_seconds,
-        build_log=list(logger.lines),  # type: ignore[attr-defined]
+        build_log=list(logger.lines),
         parity=parity,
     )
 
 
-def _collecting_logger(trt: object) -> object:
+def _collecting_logger(trt: Any) -> Any:
     """A TensorRT logger that keeps the build messages so that they can be stored with the job."""
 
-    class CollectingLogger(trt.ILogger):  # type: ignore[attr-defined, name-defined, misc]
+    class CollectingLogger(trt.ILogger):
         def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # type: ignore[attr-defined]
+            trt.ILogger.__init__(self)
             self.lines: list[str] = []
 
         def log(self, severity: object, message: str) -> None:
@@ -204,23 +205,23 @@ def run_engine(engine_path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     import torch
 
     trt, _ = _require_gpu_and_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)  # type: ignore[attr-defined]
-    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())  # type: ignore[attr-defined]
+    logger = trt.Logger(trt.Logger.WARNING)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
     context = engine.create_execution_context()
     # The tensors must outlive execution: TensorRT holds raw device pointers to them.
     device_inputs = {}
     for name, array in feeds.items():
-        dtype = trt.nptype(engine.get_tensor_dtype(name))  # type: ignore[attr-defined]
+        dtype = trt.nptype(engine.get_tensor_dtype(name))
         device_inputs[name] = torch.from_numpy(np.ascontiguousarray(array.astype(dtype))).cuda()
         context.set_input_shape(name, tuple(array.shape))
         context.set_tensor_address(name, device_inputs[name].data_ptr())
-    output_dtype = trt.nptype(engine.get_tensor_dtype("logits"))  # type: ignore[attr-defined]
+    output_dtype = trt.nptype(engine.get_tensor_dtype(LOGITS_OUTPUT))
     logits = torch.empty(
-        tuple(context.get_tensor_shape("logits")),
+        tuple(context.get_tensor_shape(LOGITS_OUTPUT)),
         dtype=torch.from_numpy(np.zeros(0, dtype=output_dtype)).dtype,
         device="cuda",
     )
-    context.set_tensor_address("logits", logits.data_ptr())
+    context.set_tensor_address(LOGITS_OUTPUT, logits.data_ptr())
     stream = torch.cuda.current_stream()
     if not context.execute_async_v3(stream.cuda_stream):
         raise ExportMismatch("TensorRT engine execution failed", details={"engine": str(engine_path)})
@@ -235,14 +236,13 @@ def check_engine_parity(
     tolerance: float = 2e-2,
 ) -> EngineParity:
     """Compare the engine's logits with ONNX Runtime's on the same batches; raise beyond tolerance."""
-    from shared.pipeline.export.onnx_export import LOGITS_OUTPUT, cpu_session
 
     session = cpu_session(onnx_path)
     max_diff = 0.0
     agreeing = 0
     rows = 0
     for batch in feeds:
-        reference = session.run([LOGITS_OUTPUT], batch)[0]  # type: ignore[attr-defined]
+        reference = session.run([LOGITS_OUTPUT], batch)[0]
         engine_logits = run_engine(engine_path, batch)
         max_diff = max(max_diff, float(np.abs(reference - engine_logits).max()))
         agreeing += int((reference.argmax(-1) == engine_logits.argmax(-1)).sum())

@@ -39,4 +39,4 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.tokenizer = None
+        del self.tokenizer

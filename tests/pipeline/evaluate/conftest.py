@@ -3,8 +3,6 @@ synthetic but realistic probabilities for a banking77 subset."""
 
 from __future__ import annotations
 
-import json
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,37 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.support.tiny_models import build_tiny_bert
-
-DATASETS_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "datasets"
-
-
-def read_rows(dataset: str, split: str) -> list[dict[str, Any]]:
-    path = DATASETS_DIR / dataset / f"{split}.jsonl"
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def sample_rows(dataset: str, split: str, count: int, seed: int = 0) -> list[dict[str, Any]]:
-    """`count` rows drawn after a seeded shuffle (several datasets are sorted by label)."""
-    rows = read_rows(dataset, split)
-    random.Random(seed).shuffle(rows)
-    return rows[:count]
-
-
-def build_tiny_classifier(directory: Path, texts: list[str], labels: list[str], seed: int = 0) -> Path:
-    """A tiny random BERT with a classification head over `labels`, saved with its tokenizer."""
-    base = build_tiny_bert(directory / "base", texts, seed=seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: index for index, label in enumerate(labels)},
-    )
-    classifier_dir = directory / "classifier"
-    model.save_pretrained(classifier_dir)
-    AutoTokenizer.from_pretrained(base).save_pretrained(classifier_dir)
-    return classifier_dir
+from tests.support.datasets import read_rows, sample_rows
+from tests.support.tiny_models import build_tiny_classifier
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from shared.pipeline.evaluate.baseline import (
     majority_label,
     probabilities_from_labels,
 )
-from tests.pipeline.evaluate.conftest import read_rows
+from tests.support.datasets import read_rows
 
 
 def test_majority_label_of_imbalanced_training_labels() -> None:

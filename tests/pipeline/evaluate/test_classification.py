@@ -11,7 +11,7 @@ import pytest
 
 from shared.pipeline.evaluate.baseline import majority_baseline_probabilities
 from shared.pipeline.evaluate.classification import classification_report, predictions_table
-from tests.pipeline.evaluate.conftest import read_rows
+from tests.support.datasets import read_rows
 
 TOLERANCE = 1e-9
 

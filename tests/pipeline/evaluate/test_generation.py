@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from shared.pipeline.evaluate.generation import GenerationSettings, build_prompt, generation_report
-from tests.pipeline.evaluate.conftest import read_rows
+from tests.support.datasets import read_rows
 from tests.support.tiny_models import build_tiny_bert
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

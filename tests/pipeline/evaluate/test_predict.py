@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from shared.pipeline.evaluate.predict import load_classifier, predict_classifier, predict_probabilities
-from tests.pipeline.evaluate.conftest import build_tiny_classifier, sample_rows
+from tests.support.datasets import sample_rows
+from tests.support.tiny_models import build_tiny_classifier
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from shared.pipeline.evaluate.robustness import PERTURBATIONS, perturb_texts, robustness_report
-from tests.pipeline.evaluate.conftest import sample_rows
+from tests.support.datasets import sample_rows
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from shared.pipeline.export.onnx_export import OnnxExportInfo, export_classifier_onnx
-from tests.export.tiny_classifier import sms_spam_rows, train_tiny_classifier
+from tests.support.tiny_classifier import sms_spam_rows, train_tiny_classifier
 
 
 @pytest.fixture(scope="session")

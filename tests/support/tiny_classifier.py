@@ -6,20 +6,17 @@ steps separate the classes the way a fine-tuned model does, so label agreement m
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
+from typing import Any
 
-DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+from tests.support.datasets import sample_rows
+
 LABELS = ["ham", "spam"]
 
 
-def sms_spam_rows(split: str, count: int, seed: int = 0) -> list[dict[str, str]]:
+def sms_spam_rows(split: str, count: int, seed: int = 0) -> list[dict[str, Any]]:
     """`count` rows of the real sms_spam split, shuffled (the file is not in random order)."""
-    lines = (DATASETS / "sms_spam" / f"{split}.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    random.Random(seed).shuffle(rows)
-    return rows[:count]
+    return sample_rows("sms_spam", split, count, seed)
 
 
 def train_tiny_classifier(directory: Path, steps: int = 40) -> Path:

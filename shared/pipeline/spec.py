@@ -1,0 +1,42 @@
+"""What the training step is asked to do: hyperparameters and the LoRA configuration.
+
+Plain data the pipeline reads; `shared.jobs.spec.JobSpec` composes these with what only a job knows
+(datasets, evaluation, export and publish), so the pipeline can run from them without the platform.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LoraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, le=512)
+    alpha: int = Field(16, ge=1, le=4096)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # None lets the pipeline pick the attention projections of the base model's architecture.
+    target_modules: list[str] | None = None
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(3.0, gt=0, le=100)
+    learning_rate: float = Field(5e-5, gt=0, le=1.0)
+    batch_size: int = Field(16, ge=1, le=4096)
+    eval_batch_size: int = Field(64, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    max_seq_length: int = Field(128, ge=8, le=8192)
+    seed: int = Field(42, ge=0)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    # For method "freeze": how many of the top encoder layers train beside the head.
+    freeze_top_layers: int = Field(2, ge=0, le=1000)
+    early_stopping_patience: int | None = Field(None, ge=1, le=100)
+    gradient_checkpointing: bool = False
+    # Checkpoint every N optimizer steps (None: once per epoch).
+    save_steps: int | None = Field(None, ge=1)
+    save_total_limit: int = Field(2, ge=1, le=100)
+    logging_steps: int = Field(5, ge=1)

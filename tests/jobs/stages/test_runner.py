@@ -1,0 +1,164 @@
+"""The stage runner on its own: what it records for each way a stage can end, and what it sends.
+
+Stage bodies here are small functions; the database is real (SQLite) and every write goes through
+the run handle, so these tests see exactly the rows and the outbox effects a worker would leave.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shared.db.models import JobEvent, Study
+from shared.db.outbox import AdvanceStudy, EnqueueStage
+from shared.errors import InvalidDataset, TransientError
+from shared.jobs.results import ValidationResult
+from shared.jobs.run import JobRun
+from shared.jobs.service import JobService
+from shared.jobs.stages.runner import StageOutcome, run_stage
+from shared.pipeline.modeling import UnsupportedModelError
+from shared.storage.errors import StoreUnavailable
+from tests.support.job_rows import JobDatabase, job_database
+
+
+@pytest.fixture
+def db(tmp_path: Path, tiny_base_model: Path) -> JobDatabase:
+    return job_database(tmp_path, tiny_base_model)
+
+
+def validated(_: JobRun) -> StageOutcome:
+    return StageOutcome(
+        result=ValidationResult(rows={"train": 90, "validation": 10, "test": None}, labels=["a", "b"])
+    )
+
+
+def events(db: JobDatabase, job_id: uuid.UUID) -> list[JobEvent]:
+    with db.session() as session:
+        return JobService(session).jobs.list_events(job_id, after_id=0, limit=1000)
+
+
+def test_a_stage_records_its_typed_result_and_the_next_stage_is_sent_after_the_commit(
+    db: JobDatabase,
+) -> None:
+    job_id = db.submit()
+    next_stage = run_stage(db.context, job_id, "validate", validated, task_id="task-1")
+
+    assert next_stage == "train"
+    job = db.job(job_id)
+    assert job.status == "training" and job.attempt == 1
+    assert job.completed_stages == ["validate"] and job.running_stage is None
+    assert job.task_id == "task-1" and job.heartbeat_at is not None
+    assert job.heartbeat_at.tzinfo is not None
+    stored = JobRun(db.context, job_id, "train").result(ValidationResult)
+    assert stored is not None and stored.rows["train"] == 90 and stored.labels == ["a", "b"]
+    assert db.effects.effects == [EnqueueStage(job_id, "train")]
+    # The runner of the effects saw the job already in `training`: they ran after the commit.
+    assert "training" in db.effects.job_statuses_seen
+
+
+def test_a_stage_run_again_after_its_worker_died_counts_an_attempt(db: JobDatabase) -> None:
+    job_id = db.submit()
+    run = JobRun(db.context, job_id, "validate")
+    assert run.start("task-1") == "run"  # ... and the worker dies here
+    assert run_stage(db.context, job_id, "validate", validated, task_id="task-2") == "train"
+    job = db.job(job_id)
+    assert job.attempt == 2 and job.task_id == "task-2"
+    assert any(event.message == "validate restarted (attempt 2)" for event in events(db, job_id))
+
+
+def test_a_transient_error_goes_back_to_the_task_and_leaves_the_job_in_its_stage(db: JobDatabase) -> None:
+    job_id = db.submit()
+
+    def store_down(_: JobRun) -> StageOutcome:
+        raise StoreUnavailable("s3://127.0.0.1:9/temper is unreachable")
+
+    with pytest.raises(TransientError) as raised:
+        run_stage(db.context, job_id, "validate", store_down)
+    assert raised.value.code == "store_unavailable"
+    job = db.job(job_id)
+    assert job.status == "validating" and job.running_stage == "validate" and job.error_code is None
+    assert db.effects.effects == []
+
+
+def test_a_connection_error_from_a_library_is_classified_transient(db: JobDatabase) -> None:
+    job_id = db.submit()
+
+    def refused(_: JobRun) -> StageOutcome:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    with pytest.raises(TransientError) as raised:
+        run_stage(db.context, job_id, "validate", refused)
+    assert raised.value.code == "connection_error"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidDataset("labels ['x'] are in the test dataset but not in the train rows"), "invalid_dataset"),
+        (
+            UnsupportedModelError("LoRA has no default target modules for model type 'mamba'"),
+            "unsupported_model",
+        ),
+        (KeyError("logits"), "internal_error"),
+    ],
+)
+def test_a_permanent_failure_is_recorded_with_its_code_and_nothing_is_sent(
+    db: JobDatabase, error: Exception, code: str
+) -> None:
+    job_id = db.submit()
+
+    def fails(_: JobRun) -> StageOutcome:
+        raise error
+
+    assert run_stage(db.context, job_id, "validate", fails) is None
+    job = db.job(job_id)
+    assert (job.status, job.error_code, job.error_stage) == ("failed", code, "validate")
+    assert str(error).strip("'") in (job.error_message or "")
+    assert job.running_stage is None and job.finished_at is not None
+    assert db.effects.effects == []
+
+
+def test_a_job_cancelled_before_its_stage_starts_ends_cancelled_without_running_it(db: JobDatabase) -> None:
+    job_id = db.submit()
+    run_stage(db.context, job_id, "validate", validated)  # queued -> validating -> training
+    with db.session() as session:
+        JobService(session).request_cancel(db.team_id, job_id)
+    calls: list[str] = []
+
+    def body(_: JobRun) -> StageOutcome:
+        calls.append("ran")
+        return StageOutcome()
+
+    assert run_stage(db.context, job_id, "train", body) is None
+    assert calls == []
+    assert db.job(job_id).status == "cancelled"
+
+
+def test_a_duplicate_task_for_a_finished_stage_is_skipped(db: JobDatabase) -> None:
+    job_id = db.submit()
+    run_stage(db.context, job_id, "validate", validated)
+    db.effects.effects.clear()
+    assert run_stage(db.context, job_id, "validate", validated) is None
+    job = db.job(job_id)
+    assert job.status == "training" and job.attempt == 1 and job.completed_stages == ["validate"]
+    assert db.effects.effects == []
+
+
+def test_the_last_stage_succeeds_the_job_and_tells_its_study(db: JobDatabase) -> None:
+    job_id = db.submit(evaluation=None)
+    with db.session() as session:
+        study = Study(team_id=db.team_id, base_spec={}, variants_spec={}, metric="accuracy", trial_budget=1)
+        session.add(study)
+        session.flush()
+        study_id = study.id
+        job = JobService(session).jobs.get(job_id)
+        assert job is not None
+        job.study_id = study_id
+    run_stage(db.context, job_id, "validate", validated)
+    db.effects.effects.clear()
+    assert run_stage(db.context, job_id, "train", lambda run: StageOutcome()) is None
+    job = db.job(job_id)
+    assert job.status == "succeeded" and job.completed_stages == ["validate", "train"]
+    assert db.effects.effects == [AdvanceStudy(study_id)]

@@ -1,0 +1,57 @@
+"""The worker's task table and its retry policy, read from a worker process's own Celery app."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES
+from tests.support.stack import REPO_ROOT
+
+PROBE = """
+import json
+from services.worker.app import celery_app
+from services.worker import tasks
+names = sorted(name for name in celery_app.tasks if not name.startswith("celery."))
+print(json.dumps({
+    "tasks": {
+        name: {
+            "queue": celery_app.tasks[name].queue,
+            "acks_late": celery_app.tasks[name].acks_late,
+            "reject_on_worker_lost": celery_app.tasks[name].reject_on_worker_lost,
+        }
+        for name in names
+    },
+    "countdowns": [tasks.retry_countdown(retries) for retries in range(6)],
+}))
+"""
+
+
+def worker_table(tmp_path: Path, **env: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TEMPER_DATA_DIR": str(tmp_path / "var"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_stage_and_study_task_is_registered_on_its_queue_and_safe_to_redeliver(tmp_path: Path) -> None:
+    table = worker_table(tmp_path)["tasks"]
+    assert set(table) == {*STAGE_TASKS.values(), STUDY_ADVANCE_TASK}
+    for name, options in table.items():
+        assert options == {"queue": TASK_QUEUES[name], "acks_late": True, "reject_on_worker_lost": True}, name
+
+
+def test_transient_retries_back_off_by_doubling_up_to_the_cap(tmp_path: Path) -> None:
+    countdowns = worker_table(
+        tmp_path, TEMPER_TRANSIENT_RETRY_BACKOFF="PT3S", TEMPER_TRANSIENT_RETRY_BACKOFF_MAX="PT20S"
+    )["countdowns"]
+    assert countdowns == [3.0, 6.0, 12.0, 20.0, 20.0, 20.0]
