@@ -26,6 +26,12 @@ QUEUE_WAIT = Histogram(
     buckets=(0.05, 0.25, 1, 5, 30, 120, 600, 3600),
 )
 
+TRITON_RELOADS = Counter(
+    "temper_triton_reloads_total",
+    "Production model sets the reconciler loaded again on Triton (after a restart or a drift)",
+    ["outcome"],
+)
+
 
 def configure_logging(json_output: bool = False, level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
