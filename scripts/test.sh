@@ -16,4 +16,9 @@ fi
 
 export TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check .
+
+# Deployment files: Dockerfiles (hadolint), compose files (Compose schema), Helm chart (render +
+# kubernetes-validate --strict).
+./scripts/check_deploy.sh
+
 exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"
