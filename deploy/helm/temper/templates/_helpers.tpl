@@ -70,7 +70,7 @@ TEMPER_OBJECT_STORE_PUBLIC_URL: {{ . | quote }}
 {{- if .Values.triton.enabled }}
 TEMPER_TRITON_URL: {{ printf "%s-triton:8001" (include "temper.fullname" .) | quote }}
 {{- end }}
-TEMPER_TRITON_RECONCILE_INTERVAL: {{ .Values.config.tritonReconcileIntervalSeconds | quote }}
+TEMPER_TRITON_RECONCILE_INTERVAL: {{ printf "PT%dS" (int .Values.config.tritonReconcileIntervalSeconds) | quote }}
 # Caches of libraries that would otherwise write under a read-only home.
 HF_HOME: "/tmp/huggingface"
 MPLCONFIGDIR: "/tmp/matplotlib"
