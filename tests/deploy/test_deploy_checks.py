@@ -232,4 +232,15 @@ def test_gpu_heavy_values_put_each_queue_on_its_pool() -> None:
     assert "--model-repository=s3://https://s3.example.com:443/temper-models" in triton["command"]
     kinds = {document["kind"] for document in documents}
     assert {"ServiceMonitor", "Ingress"} <= kinds
+    # The ServiceMonitor scrapes the port named `metrics`: the API, every worker and Triton have one.
+    monitor = next(doc for doc in documents if doc["kind"] == "ServiceMonitor")
+    assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["metrics"]
+    services = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "Service"}
+    assert set(services) == {
+        "temper-api",
+        "temper-triton",
+        *(f"temper-worker-{name}" for name in ("cpu", "evaluate", "train", "export")),
+    }
+    for name, service in services.items():
+        assert "metrics" in {port["name"] for port in service["spec"]["ports"]}, name
     assert sum(1 for doc in documents if doc["kind"] == "PodDisruptionBudget") >= 5
