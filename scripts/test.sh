@@ -20,4 +20,9 @@ export TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-cache
 .venv/bin/mypy
+
+# Deployment files: Dockerfiles (hadolint), compose files (Compose schema), Helm chart (render +
+# kubernetes-validate --strict).
+./scripts/check_deploy.sh
+
 exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"

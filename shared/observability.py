@@ -34,6 +34,12 @@ EFFECT_FAILURES = Counter(
     "temper_effect_failures_total", "After-commit effects that failed (repaired by reconcilers)", ["effect"]
 )
 
+TRITON_RELOADS = Counter(
+    "temper_triton_reloads_total",
+    "Production model sets the reconciler loaded again on Triton (after a restart or a drift)",
+    ["outcome"],
+)
+
 
 def configure_logging(json_output: bool = False, level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())

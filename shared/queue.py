@@ -26,6 +26,8 @@ STAGE_TASKS: dict[str, str] = {
     "publish": "jobs.publish",
 }
 STUDY_ADVANCE_TASK = "studies.advance"
+# Periodic (celery beat) tasks: idempotent, not retried; the next tick is the retry.
+TRITON_RECONCILE_TASK = "triton.reconcile"
 # Task name -> queue.
 TASK_QUEUES: dict[str, str] = {
     "jobs.validate": "default",
@@ -34,6 +36,7 @@ TASK_QUEUES: dict[str, str] = {
     "jobs.export": "export",
     "jobs.publish": "default",
     STUDY_ADVANCE_TASK: "default",
+    TRITON_RECONCILE_TASK: "default",
 }
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,13 @@ class Settings(BaseSettings):
 
     # Adapters. None means the embedded default under data_dir.
     database_url: str | None = None
+    # Postgres by parts, used when database_url is unset and database_host is set: the password is
+    # URL-encoded here, so it may hold any character (`%`, `@`, `:`, `/`).
+    database_host: str | None = None
+    database_port: int = 5432
+    database_user: str = "temper"
+    database_password: SecretStr | None = None
+    database_name: str = "temper"
     broker_url: str | None = None
     # Prefix for every Redis key the broker writes: lets several installs (or tests) share a server.
     broker_key_prefix: str | None = None
@@ -33,8 +41,16 @@ class Settings(BaseSettings):
     object_store_access_key: SecretStr | None = None
     object_store_secret_key: SecretStr | None = None
     object_store_region: str | None = None
+    # Where browsers reach the object store (http(s)://host:port), when that differs from the
+    # address the services use (s3://minio:9000 inside compose): presigned URLs are signed for it.
+    object_store_public_url: str | None = None
     model_repository_url: str | None = None
     triton_url: str | None = None
+    # How often celery beat compares what Triton has loaded with the registry's production versions.
+    triton_reconcile_interval: timedelta = timedelta(seconds=30)
+    # A worker serves Prometheus metrics (all its pool processes together) on this port when set.
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    worker_metrics_address: str = "0.0.0.0"
 
     # Secrets. The key pepper keys the HMAC under which API keys are stored.
     api_key_pepper: SecretStr = SecretStr(PLACEHOLDER_SECRET)
@@ -70,6 +86,13 @@ class Settings(BaseSettings):
                 and (secret is None or secret.get_secret_value() in ("", PLACEHOLDER_SECRET, "minioadmin"))
             ):
                 raise ValueError("TEMPER_OBJECT_STORE_SECRET_KEY is missing or a placeholder")
+            password = self.database_password
+            if (
+                not self.database_url
+                and self.database_host
+                and (password is None or password.get_secret_value() in ("", PLACEHOLDER_SECRET))
+            ):
+                raise ValueError("TEMPER_DATABASE_PASSWORD is missing or a placeholder")
         return self
 
     @property
@@ -78,7 +101,18 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_root / 'temper.db'}"
+        if self.database_url:
+            return self.database_url
+        if self.database_host:
+            password = self.database_password.get_secret_value() if self.database_password else ""
+            credentials = quote(self.database_user, safe="")
+            if password:
+                credentials += ":" + quote(password, safe="")
+            host = f"[{self.database_host}]" if ":" in self.database_host else self.database_host
+            return (
+                f"postgresql://{credentials}@{host}:{self.database_port}/{quote(self.database_name, safe='')}"
+            )
+        return f"sqlite:///{self.data_root / 'temper.db'}"
 
     @property
     def resolved_broker_url(self) -> str:

@@ -20,14 +20,16 @@ console = Console()
 
 
 def migrate(revision: str = "head", settings: Settings | None = None) -> None:
-    from alembic import command
-    from alembic.config import Config
+    from shared.db.migrate import upgrade
 
     settings = settings or get_settings()
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, revision)
+    upgrade(settings.resolved_database_url, revision)
+
+
+def _without_password(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).render_as_string(hide_password=True)
 
 
 def local_admin_key(settings: Settings) -> str:
@@ -93,7 +95,7 @@ def run_embedded(host: str, port: int, with_worker: bool = True) -> None:
     import uvicorn
 
     settings = get_settings()
-    console.print(f"migrating {settings.resolved_database_url}")
+    console.print(f"migrating {_without_password(settings.resolved_database_url)}")
     migrate(settings=settings)
     admin_key = local_admin_key(settings)
     env = embedded_env(settings, admin_key)

@@ -21,11 +21,13 @@ jobs_app = typer.Typer(help="Submit and watch fine-tuning jobs.", no_args_is_hel
 admin_app = typer.Typer(help="Teams, API keys and the base-model catalog (admin key).", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 models_app = typer.Typer(help="Published models: versions, promote, rollback.", no_args_is_help=True)
+storage_app = typer.Typer(help="The object store and the model repository.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(admin_app, name="admin")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(storage_app, name="storage")
 
 console = Console()
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -83,6 +85,18 @@ def db_upgrade(revision: str = "head") -> None:
 
     migrate(revision)
     console.print(f"database at {revision}")
+
+
+@storage_app.command("init")
+def storage_init(wait_seconds: float = 120.0) -> None:
+    """Create the configured buckets (objects, model repository) before the services start."""
+    from datetime import timedelta
+
+    from shared.settings import get_settings
+    from shared.storage.factory import ensure_configured_buckets
+
+    for description in ensure_configured_buckets(get_settings(), timedelta(seconds=wait_seconds)):
+        console.print(f"ready: {description}")
 
 
 # Datasets ---------------------------------------------------------------------------------------

@@ -57,5 +57,5 @@ def _close_process(**_: object) -> None:
         engine.dispose()
 
 
-# Registers the tasks on `celery_app`.
-import services.worker.tasks  # noqa: E402, F401
+# Registers the tasks, beat's schedule and the metrics endpoint on `celery_app`.
+from services.worker import metrics, periodic, tasks  # noqa: E402, F401

@@ -58,6 +58,19 @@ class RegistryRepository:
         query = sa.select(sa.func.max(ModelVersion.version)).where(ModelVersion.model_id == model_id)
         return (self.session.scalar(query) or 0) + 1
 
+    def production_versions(self) -> list[tuple[RegisteredModel, ModelVersion]]:
+        """Every model that has a production version, with that version's row (all teams)."""
+        query = (
+            sa.select(RegisteredModel, ModelVersion)
+            .join(
+                ModelVersion,
+                (ModelVersion.model_id == RegisteredModel.id)
+                & (ModelVersion.version == RegisteredModel.production_version),
+            )
+            .order_by(RegisteredModel.repository_name)
+        )
+        return [(model, version) for model, version in self.session.execute(query)]
+
     def promotions(self, model_id: uuid.UUID) -> list[ModelPromotion]:
         query = (
             sa.select(ModelPromotion).where(ModelPromotion.model_id == model_id).order_by(ModelPromotion.id)

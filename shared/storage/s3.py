@@ -57,6 +57,8 @@ class MinioObjectStore(ObjectStore):
         connect_timeout: timedelta = timedelta(seconds=5),
         read_timeout: timedelta = timedelta(minutes=5),
         max_retries: int = 3,
+        public_endpoint: str | None = None,
+        public_secure: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
@@ -82,6 +84,21 @@ class MinioObjectStore(ObjectStore):
         )
         self._region = region
         self._bucket_ready = False
+        # Presigned URLs are for browsers, which may reach the store by another name than the
+        # services do (compose: `minio:9000` inside, `localhost:9000` outside). The signature covers
+        # the host, so they are signed by a client for the public address; signing is local (the
+        # region is given, so the client never asks that address for it).
+        self._presign_client = (
+            Minio(
+                public_endpoint,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=public_secure,
+                region=region or "us-east-1",
+            )
+            if public_endpoint
+            else self._client
+        )
 
     @property
     def description(self) -> str:
@@ -206,7 +223,7 @@ class MinioObjectStore(ObjectStore):
     def presigned_get_url(self, key: str, expires: timedelta) -> str | None:
         validate_key(key)
         with self._translated_errors(key):
-            return self._client.presigned_get_object(self.bucket, key, expires=expires)
+            return self._presign_client.presigned_get_object(self.bucket, key, expires=expires)
 
     def ping(self) -> None:
         try:

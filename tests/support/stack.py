@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from fastapi.testclient import TestClient
 
 from services.api.main import create_app
 from services.cli.embedded import worker_process
+from shared.db.migrate import upgrade
 from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,10 +44,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def migrate(settings: Settings) -> None:
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", settings.resolved_database_url)
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    upgrade(settings.resolved_database_url)
 
 
 @dataclass

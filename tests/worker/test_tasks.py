@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES
+from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES, TRITON_RECONCILE_TASK
 from tests.support.stack import REPO_ROOT
 
 PROBE = """
@@ -45,9 +45,15 @@ def worker_table(tmp_path: Path, **env: str) -> dict:
 
 def test_every_stage_and_study_task_is_registered_on_its_queue_and_safe_to_redeliver(tmp_path: Path) -> None:
     table = worker_table(tmp_path)["tasks"]
-    assert set(table) == {*STAGE_TASKS.values(), STUDY_ADVANCE_TASK}
-    for name, options in table.items():
-        assert options == {"queue": TASK_QUEUES[name], "acks_late": True, "reject_on_worker_lost": True}, name
+    assert set(table) == {*STAGE_TASKS.values(), STUDY_ADVANCE_TASK, TRITON_RECONCILE_TASK}
+    for name in (*STAGE_TASKS.values(), STUDY_ADVANCE_TASK):
+        assert table[name] == {
+            "queue": TASK_QUEUES[name],
+            "acks_late": True,
+            "reject_on_worker_lost": True,
+        }, name
+    # A periodic task is idempotent and simply runs again at the next tick.
+    assert table[TRITON_RECONCILE_TASK]["queue"] == TASK_QUEUES[TRITON_RECONCILE_TASK]
 
 
 def test_transient_retries_back_off_by_doubling_up_to_the_cap(tmp_path: Path) -> None:

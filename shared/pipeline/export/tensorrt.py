@@ -1,11 +1,12 @@
 """Build TensorRT engines from the exported ONNX on a GPU worker, and check them against ONNX Runtime.
 
 An engine runs only on the GPU architecture and the TensorRT version that built it, so every engine
-is stored under a key naming both (`sm90-trt10.13/model.plan`). TensorRT 10 reduces precision with
-the FP16 builder flag; TensorRT 11 only builds strongly typed networks, so FP16 must already be in
-the ONNX graph (converted with ModelOpt AutoCast) before the build. Where no GPU or no TensorRT is
-present, `build_tensorrt_engine` raises `TensorRTUnavailable` with the reason, which the caller
-records as `tensorrt: skipped (<reason>)`.
+is stored under a key naming both (`sm90-trt10.13/model.plan`), and only the TensorRT inside the
+serving Triton image (`shared/serving/triton_release.env`) may build one. TensorRT 10 reduces
+precision with the FP16 builder flag; TensorRT 11 only builds strongly typed networks, so FP16 must
+already be in the ONNX graph (converted with ModelOpt AutoCast) before the build. Where no GPU, no
+TensorRT or another TensorRT than Triton's is present, `build_tensorrt_engine` raises
+`TensorRTUnavailable` with the reason, which the caller records as `tensorrt: skipped (<reason>)`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from shared.pipeline.export.errors import ExportMismatch, TensorRTUnavailable
 from shared.pipeline.export.onnx_export import LOGITS_OUTPUT, cpu_session
+from shared.serving.triton_release import triton_release
 
 ENGINE_FILENAME = "model.plan"
 PrecisionMode = Literal["builder_flag", "strongly_typed"]
@@ -136,8 +138,14 @@ def build_tensorrt_engine(
     """
     trt, compute_capability = _require_gpu_and_tensorrt()
     version = trt.__version__
+    release = triton_release()
+    if not release.serves_engines_of(version):
+        raise TensorRTUnavailable(
+            f"tensorrt {version} is installed, but {release.triton_image} loads only engines of "
+            f"TensorRT {release.tensorrt_version}"
+        )
     mode = precision_mode(version)
-    key = engine_key(compute_capability, version)
+    key = engine_key(compute_capability, release.tensorrt_version)
     engine_dir = output_root / key
     engine_dir.mkdir(parents=True, exist_ok=True)
 

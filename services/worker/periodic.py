@@ -1,0 +1,48 @@
+"""Periodic tasks and celery beat's schedule: `celery -A services.worker.app beat`.
+
+Periodic tasks are not retried: each is idempotent and the next tick is its retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from services.worker.app import celery_app, settings, stage_context
+from shared.errors import TransientError
+from shared.queue import TASK_QUEUES, TRITON_RECONCILE_TASK
+
+log = structlog.get_logger(__name__)
+
+
+@celery_app.task(name=TRITON_RECONCILE_TASK, queue=TASK_QUEUES[TRITON_RECONCILE_TASK], ignore_result=True)
+def reconcile_triton_task() -> dict[str, Any]:
+    """Load the registry's production versions that a (re)started Triton is not serving."""
+    from shared.registry.reconcile import reconcile_triton
+    from shared.serving.triton_control import TritonControl
+
+    context = stage_context()
+    if not context.settings.triton_url or context.model_repository is None:
+        return {"skipped": "no Triton configured"}
+    control = TritonControl(context.settings.triton_url, timeout_s=30.0)
+    try:
+        return reconcile_triton(context.session_factory, control, context.model_repository).as_dict()
+    except TransientError as error:
+        log.warning("triton.unreachable", error=str(error))
+        return {"skipped": str(error)}
+    finally:
+        control.close()
+
+
+_interval = settings.triton_reconcile_interval.total_seconds()
+celery_app.conf.beat_schedule = {
+    **(celery_app.conf.beat_schedule or {}),
+    # A run that waited longer than one interval is dropped: the next one does the same work.
+    "triton-reconcile": {
+        "task": TRITON_RECONCILE_TASK,
+        "schedule": _interval,
+        "options": {"queue": TASK_QUEUES[TRITON_RECONCILE_TASK], "expires": _interval},
+    },
+}
+celery_app.conf.beat_schedule_filename = str(settings.data_root / "celerybeat-schedule")
