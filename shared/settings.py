@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     max_dataset_rows: int = Field(1_000_000, ge=2)
     max_text_chars: int = Field(20_000, ge=1)
     max_concurrent_jobs_per_team: int = Field(4, ge=1)
+    # Whether the deployment has GPU workers on the train queue: GPU-only methods (qlora) are
+    # refused at submit without them, instead of failing in the train stage.
+    gpu_workers: bool = False
 
     presigned_url_expiry: timedelta = timedelta(hours=1)
     # A stage that hits a transient error (store, broker or database out of reach) is retried after

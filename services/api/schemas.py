@@ -107,6 +107,7 @@ class JobProgress(ApiModel):
     loss: float | None = None
     learning_rate: float | None = None
     samples_per_second: float | None = None
+    tokens_per_second: float | None = None
     eta_seconds: float | None = None
 
 

@@ -24,7 +24,8 @@ from services.worker.app import celery_app, settings, stage_context
 from shared.errors import TransientError
 from shared.failures import classify_failure
 from shared.jobs.run import JobRun
-from shared.jobs.stages.runner import StageBody, run_stage
+from shared.jobs.stages.bodies import stage_body
+from shared.jobs.stages.runner import run_stage
 from shared.observability import QUEUE_WAIT, STAGE_RETRIES
 from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES
 
@@ -114,33 +115,9 @@ def _run(task: Task, stage: str, job_id: str) -> None:
         QUEUE_WAIT.labels(stage=stage).observe(max(0.0, time.time() - float(sent_at)))
     structlog.contextvars.bind_contextvars(job_id=job_id, stage=stage, task_id=task.request.id)
     try:
-        run_stage(stage_context(), uuid.UUID(job_id), stage, _body(stage), task_id=task.request.id)
+        run_stage(stage_context(), uuid.UUID(job_id), stage, stage_body(stage), task_id=task.request.id)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage", "task_id")
-
-
-def _body(stage: str) -> StageBody:
-    if stage == "validate":
-        from shared.jobs.stages.validate import run_validate
-
-        return run_validate
-    if stage == "train":
-        from shared.jobs.stages.train import run_train
-
-        return run_train
-    if stage == "evaluate":
-        from shared.jobs.stages.evaluate import run_evaluate
-
-        return run_evaluate
-    if stage == "export":
-        from shared.jobs.stages.export import run_export
-
-        return run_export
-    if stage == "publish":
-        from shared.jobs.stages.publish import run_publish
-
-        return run_publish
-    raise ValueError(f"no stage body for {stage!r}")
 
 
 @temper_task("jobs.validate")
@@ -176,4 +153,5 @@ def advance_study_task(self: Task, study_id: str) -> None:
         stage_context().session_factory,
         uuid.UUID(study_id),
         default_job_limit=settings.max_concurrent_jobs_per_team,
+        gpu_workers=settings.gpu_workers,
     )

@@ -76,7 +76,9 @@ def validate_instructions(
                     seen_fields.update(dict.fromkeys(record.fields))
             row = check_instruction_record(record, limits, error_log)
             if row is not None:
-                profile.add(row.row, _render(row.prompt), row.response, row.style)
+                profile.add(
+                    row.row, _render(row.prompt), row.response, row.style, [m.role for m in row.messages]
+                )
     except DatasetFileError as error:
         file_error = error.as_row_error()
 

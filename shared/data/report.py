@@ -237,14 +237,20 @@ class InstructionProfile:
         self._response_chars = array("i")
         self._response_words = array("i")
         self._style_counts: dict[str, int] = {}
+        self._messages_per_row: dict[int, int] = {}
+        self._role_counts: dict[str, int] = {}
 
-    def add(self, row: int, prompt: str, response: str, style: str) -> None:
-        """`prompt` is everything before the final answer; `response` is the answer."""
+    def add(self, row: int, prompt: str, response: str, style: str, roles: Sequence[str] = ()) -> None:
+        """`prompt` is everything before the final answer; `response` is the answer; `roles` are the
+        roles of the row's messages in order (user, assistant, ... for chat rows)."""
         whole = f"{prompt}{_PAIR_SEPARATOR}{response}"
         self._prompts.add(row, prompt, text_digest(whole), normalize_text(whole))
         self._response_chars.append(len(response))
         self._response_words.append(len(response.split()))
         self._style_counts[style] = self._style_counts.get(style, 0) + 1
+        self._messages_per_row[len(roles)] = self._messages_per_row.get(len(roles), 0) + 1
+        for role in roles:
+            self._role_counts[role] = self._role_counts.get(role, 0) + 1
 
     def __len__(self) -> int:
         return len(self._prompts)
@@ -255,6 +261,9 @@ class InstructionProfile:
     def report(self) -> dict[str, object]:
         return {
             "styles": dict(sorted(self._style_counts.items())),
+            # How many messages a row holds (2 = one question, one answer), and messages per role.
+            "turns": {str(count): rows for count, rows in sorted(self._messages_per_row.items())},
+            "roles": dict(sorted(self._role_counts.items())),
             "lengths": {
                 "prompt": self._prompts.lengths_report(),
                 "response": {

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from shared.data.columns import ColumnMapping
 from shared.data.errors import DatasetFileError
 from shared.data.formats import detect_format
+from shared.data.instructions import validate_instructions
 from shared.data.validation import ValidationLimits, ValidationResult, validate_classification
 from shared.datasets.repository import DatasetRepository
 from shared.db.models import Dataset
@@ -21,7 +22,8 @@ from shared.storage.base import ObjectStore
 from shared.storage.content import content_key, put_file_if_absent, spool_upload
 from shared.storage.errors import ObjectTooLarge
 
-DATASET_TASKS = ("text-classification",)
+# "instruction": Alpaca rows (instruction, input, output) or chat rows (messages), for causal-LM jobs.
+DATASET_TASKS = ("text-classification", "instruction")
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,13 @@ class DatasetService:
                 file_format = detect_format(filename, head)
             except DatasetFileError as exc:
                 raise _file_error(exc) from exc
-            result = validate_classification(
-                spooled.path,
-                file_format,
-                mapping,
-                ValidationLimits(max_rows=limits.max_rows, max_text_chars=limits.max_text_chars),
+            validation_limits = ValidationLimits(
+                max_rows=limits.max_rows, max_text_chars=limits.max_text_chars
             )
+            if task == "instruction":
+                result = validate_instructions(spooled.path, file_format, validation_limits)
+            else:
+                result = validate_classification(spooled.path, file_format, mapping, validation_limits)
             _raise_if_invalid(result)
             key = content_key("datasets", spooled.sha256)
             _, created = put_file_if_absent(self.store, key, spooled.path)

@@ -50,6 +50,10 @@ class TrainResult(StageResult):
     trainable_parameters: int = 0
     total_parameters: int = 0
     resumed_from: str | None = None
+    # Causal LMs: how batches were formed ("packed" or "length_grouped") and where the chat
+    # template came from ("spec", "model" or "fallback").
+    packing: str | None = None
+    chat_template: str | None = None
     model_prefix: str | None = None
     adapter_prefix: str | None = None
 
@@ -98,6 +102,8 @@ class ExportVariant(BaseModel):
     parity: dict[str, Any] = Field(default_factory=dict)
     # Set when the variant missed its bar: it is recorded with its figures and left out.
     rejected: str | None = None
+    # CPU serving latency measured in the export stage (batch 1 at max_length).
+    latency: dict[str, Any] | None = None
 
 
 class TensorRTResult(BaseModel):
@@ -131,6 +137,8 @@ class ExportResult(StageResult):
     # Causal-LM exports: ONNX Runtime GenAI folders for CPU serving.
     genai_fp32: ExportVariant | None = None
     genai_int4: ExportVariant | None = None
+    # method "distill": the student's and the teacher's served graphs timed in the same run.
+    distillation: dict[str, Any] | None = None
 
     def variant(self, name: str) -> ExportVariant | None:
         value = getattr(self, name, None)

@@ -228,6 +228,13 @@ class JobRun:
             raise StageError(f"baseline job {other_id} has no trained model", code="baseline_unavailable")
         return BaselineModel(job_id=other_id, name=name, model_prefix=trained.model_prefix)
 
+    def other_job_result(self, job_id: uuid.UUID, result_type: type[ResultT]) -> ResultT | None:
+        """A stage result of another job of the same team (a teacher's export, say)."""
+        with self._session() as session:
+            other = JobRepository(session).get_for_team(self.inputs.team_id, job_id)
+            stored = other.result.get(result_type.key) if other is not None else None
+        return result_type.model_validate(stored) if stored is not None else None
+
     def lineage(self) -> dict[str, Any]:
         """Where a published version came from: the job, its base model, datasets, spec and results."""
         inputs = self.inputs

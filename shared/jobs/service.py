@@ -22,10 +22,11 @@ from shared.db.outbox import AdvanceStudy, EnqueueStage, outbox
 from shared.db.pagination import decode_cursor, encode_cursor
 from shared.errors import IllegalTransition, InvalidInput, NotFound, QuotaExceeded
 from shared.jobs.repository import JobRepository
-from shared.jobs.results import StageResult
-from shared.jobs.spec import JobSpec
+from shared.jobs.results import StageResult, TrainResult
+from shared.jobs.spec import DATASET_TASK_OF, JobSpec
 from shared.jobs.states import STAGE_NAMES, STAGE_STATUS, TERMINAL, JobStatus, can_transition
 from shared.observability import JOB_TRANSITIONS
+from shared.pipeline.architectures import default_lora_targets
 
 # What `start_stage` decided: run the stage body, or leave the job alone.
 StartDecision = Literal["run", "skip"]
@@ -40,8 +41,10 @@ class SubmitOutcome:
 
 
 class JobService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, gpu_workers: bool = False) -> None:
+        """`gpu_workers`: whether this deployment has GPU workers (GPU-only methods are refused without)."""
         self.session = session
+        self.gpu_workers = gpu_workers
         self.jobs = JobRepository(session)
         self.datasets = DatasetRepository(session)
         self.base_models = BaseModelRepository(session)
@@ -70,6 +73,7 @@ class JobService:
                 "base_model",
                 f"base model '{spec.base_model}' is for '{base_model.task_family}', not '{spec.task}'",
             )
+        self._check_method(spec, base_model.model_type)
         train = self._dataset(team_id, spec.train_dataset_id, "train_dataset_id", spec.task)
         validation = (
             self._dataset(team_id, spec.validation_dataset_id, "validation_dataset_id", spec.task)
@@ -81,6 +85,8 @@ class JobService:
             if spec.test_dataset_id
             else None
         )
+        if spec.distillation is not None:
+            self._check_teacher(team_id, spec.distillation.teacher_job_id, train)
         train_labels = set(train.labels)
         for field, dataset in (("validation_dataset_id", validation), ("test_dataset_id", test)):
             if dataset is None:
@@ -133,9 +139,46 @@ class JobService:
         dataset = self.datasets.get_for_team(team_id, dataset_id)
         if dataset is None:
             raise _field_error(field, f"dataset {dataset_id} not found")
-        if dataset.task != task:
-            raise _field_error(field, f"dataset {dataset_id} is a '{dataset.task}' dataset, not '{task}'")
+        wanted = DATASET_TASK_OF[task]
+        if dataset.task != wanted:
+            raise _field_error(
+                field,
+                f"dataset {dataset_id} is a '{dataset.task}' dataset; a {task} job trains on '{wanted}' data",
+            )
         return dataset
+
+    def _check_method(self, spec: JobSpec, model_type: str | None) -> None:
+        """What can be known before any GPU time: GPU-only methods, LoRA's target modules."""
+        if spec.method == "qlora" and not self.gpu_workers:
+            raise _field_error(
+                "method", "qlora needs a CUDA GPU and this deployment has no GPU workers; use lora instead"
+            )
+        uses_lora = spec.method in ("lora", "qlora")
+        named = bool(spec.hyperparameters.lora.target_modules)
+        if uses_lora and not named and model_type is not None and default_lora_targets(model_type) is None:
+            raise _field_error(
+                "hyperparameters.lora.target_modules",
+                f"LoRA has no default target modules for model type '{model_type}' (base model "
+                f"'{spec.base_model}'); name its attention projections in hyperparameters.lora.target_modules",
+            )
+
+    def _check_teacher(self, team_id: uuid.UUID, teacher_job_id: uuid.UUID, train: Dataset) -> None:
+        """A distillation teacher is a finished classification job of the team, with a model whose
+        labels cover the train rows'."""
+        teacher = self.jobs.get_for_team(team_id, teacher_job_id)
+        field = "distillation.teacher_job_id"
+        if teacher is None:
+            raise _field_error(field, f"teacher job {teacher_job_id} not found")
+        trained = teacher.result.get(TrainResult.key) or {}
+        if JobStatus(teacher.status) != JobStatus.SUCCEEDED or not trained.get("model_prefix"):
+            raise _field_error(field, f"teacher job {teacher_job_id} has not finished with a trained model")
+        teacher_spec = JobSpec.model_validate(teacher.spec)
+        if teacher_spec.task != "text-classification":
+            raise _field_error(field, f"teacher job {teacher_job_id} is not a text-classification job")
+        teacher_labels = set(((teacher.result.get("validation") or {}).get("labels")) or [])
+        missing = sorted(set(train.labels) - teacher_labels)
+        if teacher_labels and missing:
+            raise _field_error(field, f"the teacher never learned labels {missing} of the train dataset")
 
     # Reads ----------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ methods (qlora) may start at all. Nothing here touches a model.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +42,19 @@ class Accelerator:
         if self.cuda_available:
             return "fp16"
         return "fp32"
+
+    @property
+    def flash_attention(self) -> bool:
+        """FlashAttention 2 can run: an Ampere-or-newer GPU and the flash_attn package installed.
+
+        Packed sequences stay apart only under its variable-length kernels.
+        """
+        return (
+            self.cuda_available
+            and self.compute_capability is not None
+            and self.compute_capability >= (8, 0)
+            and importlib.util.find_spec("flash_attn") is not None
+        )
 
 
 def detect_accelerator() -> Accelerator:

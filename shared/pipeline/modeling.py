@@ -2,7 +2,8 @@
 
 The method decides what trains: `full` trains everything, `lora` trains low-rank adapters on the
 attention projections plus the classifier head, `freeze` trains the head, the pooler and the top
-encoder layers, and `qlora` is LoRA on a 4-bit quantized base (CUDA only). Base models are always
+encoder layers, `qlora` is LoRA on a 4-bit quantized base (CUDA only), and `distill` trains every
+weight of the student against a teacher's soft targets (`shared.pipeline.distill`). Base models are always
 local directories; nothing here reaches a model hub.
 """
 
@@ -25,23 +26,11 @@ from transformers import (
 )
 
 from shared.errors import UnsupportedModel
+from shared.pipeline.architectures import default_lora_targets
 from shared.pipeline.hardware import require_gpu
 from shared.pipeline.spec import Hyperparameters
 
-SUPPORTED_METHODS: Final = ("full", "lora", "freeze", "qlora")
-
-# Attention projections LoRA adapts when the spec names none, by `config.model_type`. Query, key and
-# value are the usual choice for encoders: they carry most of what fine-tuning changes in attention.
-DEFAULT_LORA_TARGET_MODULES: Final[dict[str, list[str]]] = {
-    "bert": ["query", "key", "value"],
-    "roberta": ["query", "key", "value"],
-    "xlm-roberta": ["query", "key", "value"],
-    "camembert": ["query", "key", "value"],
-    "electra": ["query", "key", "value"],
-    "ernie": ["query", "key", "value"],
-    "distilbert": ["q_lin", "k_lin", "v_lin"],
-    "deberta-v2": ["query_proj", "key_proj", "value_proj"],
-}
+SUPPORTED_METHODS: Final = ("full", "lora", "freeze", "qlora", "distill")
 
 ClassifierModel = PreTrainedModel | PeftModel
 
@@ -111,17 +100,17 @@ def head_module_names(model: PreTrainedModel) -> list[str]:
     ]
 
 
-def lora_target_modules(model: PreTrainedModel, hyperparameters: Hyperparameters) -> list[str]:
-    """The spec's target modules, or the attention projections known for this architecture."""
+def lora_target_modules(model_type: str, hyperparameters: Hyperparameters) -> list[str]:
+    """The spec's target modules, or the projections known for this architecture."""
     if hyperparameters.lora.target_modules:
         return list(hyperparameters.lora.target_modules)
-    model_type = model.config.model_type
-    if model_type not in DEFAULT_LORA_TARGET_MODULES:
+    targets = default_lora_targets(model_type)
+    if targets is None:
         raise UnsupportedModelError(
             f"LoRA has no default target modules for model type {model_type!r}; "
             "set hyperparameters.lora.target_modules to the names of its attention projections"
         )
-    return list(DEFAULT_LORA_TARGET_MODULES[model_type])
+    return targets
 
 
 def freeze_all_but_top_layers(model: PreTrainedModel, top_layers: int) -> None:
@@ -174,7 +163,7 @@ def _wrap_with_lora(model: PreTrainedModel, hyperparameters: Hyperparameters) ->
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora_target_modules(model, hyperparameters),
+        target_modules=lora_target_modules(model.config.model_type, hyperparameters),
         # The head is new and random: it must train in full and be saved with the adapter.
         modules_to_save=head_module_names(model),
     )

@@ -32,7 +32,7 @@ class Hyperparameters(BaseModel):
     max_seq_length: int = Field(128, ge=8, le=8192)
     seed: int = Field(42, ge=0)
     lora: LoraConfig = Field(default_factory=LoraConfig)
-    # For method "freeze": how many of the top encoder layers train beside the head.
+    # For method "freeze": how many of the top encoder (or decoder) blocks train beside the head.
     freeze_top_layers: int = Field(2, ge=0, le=1000)
     early_stopping_patience: int | None = Field(None, ge=1, le=100)
     gradient_checkpointing: bool = False
@@ -40,3 +40,7 @@ class Hyperparameters(BaseModel):
     save_steps: int | None = Field(None, ge=1)
     save_total_limit: int = Field(2, ge=1, le=100)
     logging_steps: int = Field(5, ge=1)
+    # Causal LMs: pack several conversations into each max_seq_length row. Used only where the
+    # attention kernels keep packed sequences apart (FlashAttention on a GPU); elsewhere batches are
+    # length-grouped with dynamic padding, and the train result says which one ran.
+    packing: bool = False

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from peft import PeftModel
@@ -38,6 +38,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging as transformers_logging
 
 from shared.errors import InvalidSpec
+from shared.pipeline.distill import TEACHER_LOGITS, Distillation, DistillationTrainer, teacher_logits
 from shared.pipeline.hardware import Accelerator, MixedPrecision, detect_accelerator
 from shared.pipeline.modeling import (
     SUPPORTED_METHODS,
@@ -94,6 +95,8 @@ class TrainRequest:
     output_dir: Path
     # A checkpoint-<step> folder written by an earlier attempt of the same run.
     resume_from_checkpoint: Path | None = None
+    # method "distill": the teacher whose soft targets the student learns.
+    distillation: Distillation | None = None
 
 
 @dataclass
@@ -159,7 +162,7 @@ def encode_rows(
 def train_classifier(request: TrainRequest, hooks: TrainingHooks = NullHooks()) -> TrainResult:
     """Fine-tune `request.base_model_path` on the request's rows; see the module docstring for outputs."""
     _validate(request)
-    with _progress_bars_disabled():
+    with progress_bars_disabled():
         return _train(request, hooks)
 
 
@@ -181,6 +184,10 @@ def _train(request: TrainRequest, hooks: TrainingHooks) -> TrainResult:
         if request.eval_rows
         else None
     )
+    if request.distillation is not None:
+        _add_teacher_logits(request, request.distillation, train_features, request.train_rows)
+        if eval_features is not None and request.eval_rows:
+            _add_teacher_logits(request, request.distillation, eval_features, request.eval_rows)
 
     hooks_callback = HooksCallback(hooks)
     callbacks: list[TrainerCallback] = [hooks_callback]
@@ -188,7 +195,12 @@ def _train(request: TrainRequest, hooks: TrainingHooks) -> TrainResult:
         callbacks.append(
             EarlyStoppingCallback(early_stopping_patience=hyperparameters.early_stopping_patience)
         )
-    trainer = Trainer(
+    distillation = request.distillation
+    trainer_options: dict[str, Any] = (
+        {"temperature": distillation.temperature, "alpha": distillation.alpha} if distillation else {}
+    )
+    trainer = (DistillationTrainer if distillation else Trainer)(
+        **trainer_options,
         model=model,
         args=_training_arguments(request, accelerator, has_eval=eval_features is not None),
         train_dataset=train_features,
@@ -232,7 +244,7 @@ def _train(request: TrainRequest, hooks: TrainingHooks) -> TrainResult:
 
 
 @contextmanager
-def _progress_bars_disabled() -> Iterator[None]:
+def progress_bars_disabled() -> Iterator[None]:
     """Silence the tqdm bars transformers draws while loading and saving weights.
 
     Worker logs are structured lines; progress travels through the hooks instead.
@@ -261,11 +273,33 @@ def _validate(request: TrainRequest) -> None:
         if unknown:
             shown = ", ".join(f"row {index}: {label!r}" for index, label in unknown[:5])
             raise InvalidTrainRequest(f"{split} has {len(unknown)} rows with labels not in labels ({shown})")
+    if (request.method == "distill") != (request.distillation is not None):
+        raise InvalidTrainRequest(
+            "method 'distill' needs a teacher (distillation), and a teacher needs method 'distill'"
+        )
     if request.hyperparameters.early_stopping_patience is not None and not request.eval_rows:
         raise InvalidTrainRequest("early_stopping_patience needs eval_rows to measure improvement on")
     checkpoint = request.resume_from_checkpoint
     if checkpoint is not None and not (checkpoint / TRAINER_STATE_NAME).is_file():
         raise InvalidTrainRequest(f"resume_from_checkpoint {checkpoint} is not a complete checkpoint")
+
+
+def _add_teacher_logits(
+    request: TrainRequest,
+    distillation: Distillation,
+    features: list[dict[str, Any]],
+    rows: Sequence[TrainRow],
+) -> None:
+    pairs = [row.text_pair or "" for row in rows] if any(row.text_pair for row in rows) else None
+    logits = teacher_logits(
+        distillation,
+        [row.text for row in rows],
+        pairs,
+        request.labels,
+        request.hyperparameters.max_seq_length,
+    )
+    for feature, row_logits in zip(features, logits, strict=True):
+        feature[TEACHER_LOGITS] = row_logits.astype(np.float32).tolist()
 
 
 def _training_arguments(request: TrainRequest, accelerator: Accelerator, has_eval: bool) -> TrainingArguments:
@@ -313,6 +347,9 @@ def _training_arguments(request: TrainRequest, accelerator: Accelerator, has_eva
         # Restoring callback state on resume would also restore the TrainerControl saved by a cancel
         # (should_training_stop) and end the resumed run at once; early stopping's patience restarts instead.
         restore_callback_states_from_checkpoint=False,
+        # Distillation rows carry the teacher's logits, which the model's forward does not take;
+        # the distillation loss removes them before the forward.
+        remove_unused_columns=request.distillation is None,
     )
 
 

@@ -35,6 +35,8 @@ class TrainingProgress:
     learning_rate: float
     samples_per_second: float
     eta_seconds: float
+    # Non-padding tokens per second, where the Trainer counts them (instruction tuning).
+    tokens_per_second: float | None = None
 
 
 class TrainingHooks(Protocol):
@@ -76,6 +78,7 @@ class HooksCallback(TrainerCallback):
         self.cancelled = False
         self._started_at = 0.0
         self._first_step = 0
+        self._first_tokens = 0
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
@@ -83,6 +86,7 @@ class HooksCallback(TrainerCallback):
         # On resume global_step already holds the checkpoint's step; speed counts this run only.
         self._started_at = time.monotonic()
         self._first_step = state.global_step
+        self._first_tokens = state.num_input_tokens_seen
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
@@ -149,6 +153,7 @@ class HooksCallback(TrainerCallback):
         elapsed = max(time.monotonic() - self._started_at, 1e-9)
         seconds_per_step = elapsed / max(steps_this_run, 1)
         samples_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        tokens_seen = state.num_input_tokens_seen - self._first_tokens
         return TrainingProgress(
             step=state.global_step,
             total_steps=state.max_steps,
@@ -157,4 +162,5 @@ class HooksCallback(TrainerCallback):
             learning_rate=learning_rate,
             samples_per_second=samples_per_step / seconds_per_step,
             eta_seconds=max(state.max_steps - state.global_step, 0) * seconds_per_step,
+            tokens_per_second=tokens_seen / elapsed if tokens_seen > 0 else None,
         )

@@ -49,10 +49,12 @@ def is_pending(variant: StudyVariant) -> bool:
 
 
 class StudyService:
-    def __init__(self, session: Session, default_job_limit: int | None = None) -> None:
+    def __init__(
+        self, session: Session, default_job_limit: int | None = None, gpu_workers: bool = False
+    ) -> None:
         self.session = session
         self.studies = StudyRepository(session)
-        self.jobs = JobService(session)
+        self.jobs = JobService(session, gpu_workers=gpu_workers)
         # The team's active-job quota when the team sets none (Settings.max_concurrent_jobs_per_team).
         self.default_job_limit = default_job_limit
 
@@ -234,13 +236,16 @@ def _trial_record(search: SearchVariants, metric: str, variant: StudyVariant, jo
 
 
 def advance_study(
-    session_factory: sessionmaker[Session], study_id: uuid.UUID, default_job_limit: int | None = None
+    session_factory: sessionmaker[Session],
+    study_id: uuid.UUID,
+    default_job_limit: int | None = None,
+    gpu_workers: bool = False,
 ) -> None:
     """Advance one study in its own transaction (its new jobs are enqueued after the commit)."""
     for attempt in range(1, ADVANCE_ATTEMPTS + 1):
         try:
             with session_scope(session_factory) as session:
-                StudyService(session, default_job_limit).advance(study_id)
+                StudyService(session, default_job_limit, gpu_workers).advance(study_id)
             return
         except IntegrityError:
             if attempt == ADVANCE_ATTEMPTS:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.jobs.spec import JobSpec
-from shared.pipeline.evaluate.classification import SUMMARY_METRICS
+from shared.pipeline.evaluate.metric_names import SUMMARY_METRICS_BY_TASK
 
 # Every variant is a job; past this a study is better split or run as a search.
 MAX_VARIANTS = 64
@@ -164,14 +164,15 @@ class StudySpec(BaseModel):
     direction: Direction = "maximize"
     max_concurrency: int = Field(2, ge=1, le=8)
 
-    @field_validator("metric")
-    @classmethod
-    def _summary_metric(cls, metric: str) -> str:
-        if metric not in SUMMARY_METRICS:
+    @model_validator(mode="after")
+    def _summary_metric_of_the_task(self) -> StudySpec:
+        metrics = SUMMARY_METRICS_BY_TASK[self.base_spec.task]
+        if self.metric not in metrics:
             raise ValueError(
-                f"'{metric}' is not an evaluation summary metric; choose from {list(SUMMARY_METRICS)}"
+                f"'{self.metric}' is not an evaluation summary metric of {self.base_spec.task} jobs; "
+                f"choose from {list(metrics)}"
             )
-        return metric
+        return self
 
     @property
     def trial_budget(self) -> int:

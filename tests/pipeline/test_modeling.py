@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
-from transformers import GPT2Config, GPT2Model
+from transformers import GPT2Config, GPT2Model, MPNetConfig, MPNetModel
 
 from shared.jobs.spec import Hyperparameters, LoraConfig
 from shared.pipeline.hardware import GpuRequiredError
@@ -74,9 +74,26 @@ def test_lora_uses_the_target_modules_the_spec_names(bert_dir: Path) -> None:
     assert model.peft_config["default"].r == 4
 
 
-def test_lora_without_a_known_default_asks_for_target_modules(gpt2_dir: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match=r"model type 'gpt2'.*lora\.target_modules"):
-        load_classifier(gpt2_dir, LABELS, "lora", Hyperparameters())
+@pytest.fixture(scope="module")
+def mpnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An architecture Temper knows no LoRA targets for."""
+    directory = tmp_path_factory.mktemp("mpnet")
+    config = MPNetConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    MPNetModel(config).save_pretrained(directory)
+    return directory
+
+
+def test_lora_without_a_known_default_asks_for_target_modules(mpnet_dir: Path) -> None:
+    with pytest.raises(UnsupportedModelError, match=r"model type 'mpnet'.*lora\.target_modules"):
+        load_classifier(mpnet_dir, LABELS, "lora", Hyperparameters())
+
+
+def test_lora_on_gpt2_adapts_its_fused_attention_and_mlp_projections(gpt2_dir: Path) -> None:
+    model = load_classifier(gpt2_dir, LABELS, "lora", Hyperparameters())
+    adapted = {name.split(".lora_")[0].split(".")[-1] for name in trainable_names(model) if ".lora_" in name}
+    assert adapted == {"c_attn", "c_proj", "c_fc"}
 
 
 def test_freeze_leaves_only_head_pooler_and_top_layers_trainable(bert_dir: Path) -> None:

@@ -38,7 +38,7 @@ def submit_job(
     spec = JobSpec.model_validate(body.model_dump(exclude={"name"}))
     team = TeamRepository(session).get(principal.team_id)
     limit = (team.max_concurrent_jobs if team else None) or settings.max_concurrent_jobs_per_team
-    outcome = JobService(session).submit(
+    outcome = JobService(session, gpu_workers=settings.gpu_workers).submit(
         principal.team_id, spec, name=body.name, idempotency_key=idempotency_key, max_active_jobs=limit
     )
     if not outcome.created:

@@ -19,3 +19,6 @@ class BaseModelEntry(UUIDPrimaryKey, Timestamps, Base):
     task_family: Mapped[str] = mapped_column(sa.String(50))
     source: Mapped[str] = mapped_column(sa.String(1000))
     description: Mapped[str | None] = mapped_column(sa.Text())
+    # `config.model_type` of the weights (llama, bert, ...), read at registration: what a spec can
+    # be checked against before any worker loads the model.
+    model_type: Mapped[str | None] = mapped_column(sa.String(100))

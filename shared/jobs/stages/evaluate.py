@@ -112,9 +112,10 @@ def _baseline(
 ) -> tuple[np.ndarray | None, str | None]:
     """None for the majority class (the pipeline computes it), else another job's probabilities."""
     assert run.spec.evaluation is not None
-    if run.spec.evaluation.baseline == "majority":
+    baseline_spec = run.spec.evaluation.baseline
+    if baseline_spec in (None, "majority"):
         return None, None
-    baseline = run.baseline_model(run.spec.evaluation.baseline)
+    baseline = run.baseline_model(baseline_spec)
     other_dir = download_model(run, baseline.model_prefix, run.work_dir("evaluate") / "baseline")
     classifier = load_classifier(other_dir)
     ours = load_classifier(model_dir)

@@ -8,19 +8,23 @@ installed; elsewhere the stage records why it was skipped and goes on with ONNX.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from shared.jobs.layout import JobLayout
 from shared.jobs.results import ExportResult, ExportVariant, TensorRTResult
 from shared.jobs.run import JobRun
-from shared.jobs.stages.data import download_job_model, load_job_rows
+from shared.jobs.stages.data import download_job_model, download_model, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
 from shared.pipeline.export.errors import ExportMismatch, TensorRTUnavailable
 from shared.pipeline.export.onnx_export import (
     OnnxExportInfo,
     check_parity,
     export_classifier_onnx,
+    measure_latency,
     optimize_onnx,
     quantize_int8,
 )
@@ -82,6 +86,18 @@ def run_export(run: JobRun) -> StageOutcome:
             )
             result.formats.append("onnx_int8")
             files[INT8_FILE] = quantized.path
+    for name, file_name in (
+        ("onnx", ONNX_FILE),
+        ("onnx_optimized", OPTIMIZED_FILE),
+        ("onnx_int8", INT8_FILE),
+    ):
+        variant = result.variant(name)
+        if variant is not None and variant.rejected is None:
+            variant.latency = measure_latency(files[file_name], model_dir, texts, max_length).as_dict()
+    if spec.distillation is not None:
+        result.distillation = _against_teacher(
+            run, spec.distillation.teacher_job_id, result, texts, max_length
+        )
     if export.tensorrt:
         result.tensorrt = _tensorrt(info, texts, model_dir, export.max_batch_size, max_length, out_dir)
         if result.tensorrt.built and result.tensorrt.path is not None:
@@ -95,6 +111,46 @@ def run_export(run: JobRun) -> StageOutcome:
     summary = json.dumps(result.model_dump(mode="json", exclude_none=True)).encode()
     run.ctx.store.put_bytes(run.layout.export_file(EXPORT_SUMMARY_FILE), summary, "application/json")
     return StageOutcome(result=result)
+
+
+def served_file(export: ExportResult, serve: str = "fp32") -> tuple[str, str]:
+    """(file name, format) of the ONNX a classifier is served from: INT8 when asked, else the fused
+    FP32 graph when one was built, else the plain export."""
+    if serve == "int8":
+        return INT8_FILE, "onnx_int8"
+    if "onnx_optimized" in export.formats:
+        return OPTIMIZED_FILE, "onnx_optimized"
+    return ONNX_FILE, "onnx"
+
+
+def _against_teacher(
+    run: JobRun, teacher_job_id: uuid.UUID, student: ExportResult, texts: list[str], max_length: int
+) -> dict[str, Any]:
+    """The student's served graph against its teacher's, timed here on the same rows and shape."""
+    teacher_export = run.other_job_result(teacher_job_id, ExportResult)
+    comparison: dict[str, Any] = {"teacher_job_id": str(teacher_job_id)}
+    if teacher_export is None:
+        return {**comparison, "skipped": "the teacher job was not exported"}
+    teacher_file, teacher_format = served_file(teacher_export)
+    _, student_format = served_file(student)
+    teacher = run.baseline_model(f"job:{teacher_job_id}")
+    teacher_dir = download_model(run, teacher.model_prefix, run.work_dir("teacher"))
+    teacher_layout = JobLayout(teacher_job_id)
+    teacher_onnx = run.ctx.store.get_file(
+        teacher_layout.export_file(teacher_file), run.work_dir("teacher-export") / teacher_file
+    )
+    teacher_latency = measure_latency(teacher_onnx, teacher_dir, texts, max_length)
+    student_variant = student.variant(student_format)
+    assert student_variant is not None and student_variant.latency is not None
+    student_p50 = float(student_variant.latency["p50_ms"])
+    return {
+        **comparison,
+        "teacher_format": teacher_format,
+        "student_format": student_format,
+        "teacher_latency": teacher_latency.as_dict(),
+        "student_latency": student_variant.latency,
+        "speedup_p50": round(teacher_latency.p50_ms / student_p50, 3) if student_p50 > 0 else None,
+    }
 
 
 def _tensorrt(

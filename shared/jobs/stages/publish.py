@@ -13,7 +13,7 @@ from shared.errors import StageError
 from shared.jobs.results import EvaluationResult, ExportResult, PublishResult
 from shared.jobs.run import JobRun
 from shared.jobs.stages.data import download_job_model
-from shared.jobs.stages.export import INT8_FILE, ONNX_FILE, OPTIMIZED_FILE
+from shared.jobs.stages.export import served_file
 from shared.jobs.stages.runner import StageOutcome
 from shared.serving.repository_check import check_repository
 from shared.serving.triton_config import ServingOptions
@@ -92,18 +92,13 @@ def run_publish(run: JobRun) -> StageOutcome:
 
 def _served_onnx(serve: str, export: ExportResult) -> tuple[str, str]:
     """(file name, format) of the ONNX the ensemble serves."""
-    if serve == "int8":
-        if "onnx_int8" not in export.formats:
-            reason = export.onnx_int8.rejected if export.onnx_int8 else None
-            raise StageError(
-                f"publish.serve is 'int8' but the INT8 export was rejected: {reason or 'no INT8 export'}",
-                code="export_mismatch",
-            )
-        return INT8_FILE, "onnx_int8"
-    if "onnx_optimized" in export.formats:
-        # The fused graph checked against PyTorch in the export stage: faster on ONNX Runtime.
-        return OPTIMIZED_FILE, "onnx_optimized"
-    return ONNX_FILE, "onnx"
+    if serve == "int8" and "onnx_int8" not in export.formats:
+        reason = export.onnx_int8.rejected if export.onnx_int8 else None
+        raise StageError(
+            f"publish.serve is 'int8' but the INT8 export was rejected: {reason or 'no INT8 export'}",
+            code="export_mismatch",
+        )
+    return served_file(export, serve)
 
 
 def upload_version(repository: ObjectStore, staging: Path, models: list[str], version: int) -> None:

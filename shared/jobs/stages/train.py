@@ -18,8 +18,9 @@ import structlog
 from shared.jobs.layout import COMPLETE_MARKER
 from shared.jobs.results import TrainResult
 from shared.jobs.run import JobRun
-from shared.jobs.stages.data import base_model_dir, load_job_rows
+from shared.jobs.stages.data import base_model_dir, download_model, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
+from shared.pipeline.distill import Distillation
 from shared.pipeline.train import TrainRequest, TrainRow, train_classifier
 from shared.pipeline.training_callbacks import TrainingProgress
 
@@ -74,6 +75,7 @@ def run_train(run: JobRun) -> StageOutcome:
     work_dir = run.work_dir("train")
     resume_from = restore_newest_checkpoint(run, work_dir / "checkpoints")
     request = TrainRequest(
+        distillation=_distillation(run),
         base_model_path=base_model_dir(run),
         labels=rows.labels,
         train_rows=[TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.train],
@@ -97,16 +99,33 @@ def run_train(run: JobRun) -> StageOutcome:
         total_parameters=trained.total_parameters,
         resumed_from=resume_from.name if resume_from else None,
     )
-    if trained.status == "cancelled" or trained.final_model_dir is None:
-        return StageOutcome(result=result, cancelled=True)
+    return finish_training(run, result, trained.final_model_dir, trained.adapter_dir, work_dir)
 
-    run.ctx.store.upload_dir(trained.final_model_dir, run.layout.model)
+
+def finish_training(
+    run: JobRun, result: TrainResult, final_model_dir: Path | None, adapter_dir: Path | None, work_dir: Path
+) -> StageOutcome:
+    """Upload what a finished run produced (the model, the adapter) and drop its local checkpoints;
+    a cancelled run (no model) ends the stage cancelled, its checkpoints kept in the store."""
+    if result.status == "cancelled" or final_model_dir is None:
+        return StageOutcome(result=result, cancelled=True)
+    run.ctx.store.upload_dir(final_model_dir, run.layout.model)
     result.model_prefix = run.layout.model
-    if trained.adapter_dir is not None:
-        run.ctx.store.upload_dir(trained.adapter_dir, run.layout.adapter)
+    if adapter_dir is not None:
+        run.ctx.store.upload_dir(adapter_dir, run.layout.adapter)
         result.adapter_prefix = run.layout.adapter
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     return StageOutcome(result=result)
+
+
+def _distillation(run: JobRun) -> Distillation | None:
+    """The teacher of a distill job, its model downloaded to this worker."""
+    spec = run.spec.distillation
+    if spec is None:
+        return None
+    teacher = run.baseline_model(f"job:{spec.teacher_job_id}")
+    teacher_dir = download_model(run, teacher.model_prefix, run.work_dir("teacher"))
+    return Distillation(teacher_dir=teacher_dir, temperature=spec.temperature, alpha=spec.alpha)
 
 
 def restore_newest_checkpoint(run: JobRun, local_dir: Path) -> Path | None:
@@ -133,4 +152,9 @@ def progress_payload(progress: TrainingProgress) -> dict[str, Any]:
         "learning_rate": progress.learning_rate,
         "samples_per_second": progress.samples_per_second,
         "eta_seconds": progress.eta_seconds,
+        **(
+            {"tokens_per_second": progress.tokens_per_second}
+            if progress.tokens_per_second is not None
+            else {}
+        ),
     }

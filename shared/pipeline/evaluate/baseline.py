@@ -11,12 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.pipeline.evaluate.classification import (
-    LOWER_IS_BETTER,
-    check_probabilities,
-    encode_labels,
-    summary_metrics,
-)
+from shared.pipeline.evaluate.classification import check_probabilities, encode_labels, summary_metrics
+from shared.pipeline.evaluate.metric_names import LOWER_IS_BETTER
 from shared.pipeline.evaluate.significance import mcnemar, paired_bootstrap
 
 

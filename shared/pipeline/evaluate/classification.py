@@ -14,19 +14,12 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from shared.pipeline.evaluate.calibration import calibration_bins, confidence_statistics
+from shared.pipeline.evaluate.metric_names import CLASSIFICATION_AVERAGES, CLASSIFICATION_SUMMARY_METRICS
 from shared.pipeline.evaluate.ranking import ranking_metrics
 from shared.pipeline.evaluate.slices import DEFAULT_LENGTH_EDGES, length_slices
 
-AVERAGES = ("macro", "weighted", "micro")
-# Metrics where a lower value is better; every other summary metric is better when higher.
-LOWER_IS_BETTER = frozenset({"ece"})
-SUMMARY_METRICS = (
-    "accuracy",
-    *(f"{kind}_{average}" for average in AVERAGES for kind in ("precision", "recall", "f1")),
-    "roc_auc",
-    "pr_auc",
-    "ece",
-)
+AVERAGES = CLASSIFICATION_AVERAGES
+SUMMARY_METRICS = CLASSIFICATION_SUMMARY_METRICS
 
 
 def encode_labels(values: list[str], labels: list[str]) -> np.ndarray:

@@ -1,11 +1,12 @@
 """The promotion gate: does the evaluated model meet the job's bar for publishing?
 
 A gate is plain data carried by the job, for example
-`{"metric": "f1_macro", "min": 0.85, "better_than_baseline": true, "max_drop": 0.01}`.
+`{"metric": "f1_macro", "min": 0.85, "better_than_baseline": true, "max_drop": 0.01}` or, for an
+instruction-tuned LM, `{"metric": "perplexity", "max": 12, "better_than_baseline": true}`.
 "Better than the baseline" means significantly better on the same rows: for accuracy, McNemar's
 test on per-row correctness; for the other bootstrapped metrics, the paired bootstrap interval of
-the difference lying wholly above zero. A metric without a significance test cannot carry that
-condition, which the spec refuses up front rather than at publish time.
+the difference lying wholly on the better side of zero. A metric without a significance test
+cannot carry that condition, which the spec refuses up front rather than at publish time.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.pipeline.evaluate.classification import LOWER_IS_BETTER, SUMMARY_METRICS
-from shared.pipeline.evaluate.significance import BOOTSTRAP_METRICS
+from shared.pipeline.evaluate.metric_names import ALL_BOOTSTRAP_METRICS, ALL_SUMMARY_METRICS, LOWER_IS_BETTER
 
 
 class GateSpec(BaseModel):
@@ -31,12 +31,12 @@ class GateSpec(BaseModel):
 
     @model_validator(mode="after")
     def _known_metric_and_sensible_bounds(self) -> GateSpec:
-        if self.metric not in SUMMARY_METRICS:
-            raise ValueError(f"unknown gate metric {self.metric!r}; choose from {list(SUMMARY_METRICS)}")
-        if self.better_than_baseline and self.metric not in BOOTSTRAP_METRICS:
+        if self.metric not in ALL_SUMMARY_METRICS:
+            raise ValueError(f"unknown gate metric {self.metric!r}; choose from {list(ALL_SUMMARY_METRICS)}")
+        if self.better_than_baseline and self.metric not in ALL_BOOTSTRAP_METRICS:
             raise ValueError(
                 f"better_than_baseline needs a significance test, which {self.metric!r} lacks; "
-                f"use one of {list(BOOTSTRAP_METRICS)}"
+                f"use one of {list(ALL_BOOTSTRAP_METRICS)}"
             )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"gate min {self.min} is above max {self.max}")
@@ -105,25 +105,30 @@ def _baseline_checks(spec: GateSpec, comparison: dict[str, Any]) -> list[tuple[b
             )
         )
     if spec.better_than_baseline:
-        test = comparison["mcnemar"]
         confidence = comparison["bootstrap"]["confidence"]
         alpha = 1.0 - confidence
         interval = figures["delta_interval"]
         interval_text = f"{confidence:.0%} CI of delta [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+        # The interval's bound nearest to "no better": low for higher-is-better, high for lower.
+        worst_improvement = -interval["high"] if spec.metric in LOWER_IS_BETTER else interval["low"]
         if spec.metric == "accuracy":
+            test = comparison["mcnemar"]
             met = improvement > 0 and test["p_value"] < alpha
-            evidence = f"McNemar p = {test['p_value']:.4g} ({test['method']}), required p < {alpha:.2g}"
+            evidence = f"McNemar p = {test['p_value']:.4g} ({test['method']}), required p < {alpha:.2g}; {interval_text}"
         else:
-            met = improvement > 0 and interval["low"] > 0
-            evidence = (
-                f"{interval_text} required above 0; McNemar p = {test['p_value']:.4g} on per-row correctness"
-            )
+            met = improvement > 0 and worst_improvement > 0
+            side = "below" if spec.metric in LOWER_IS_BETTER else "above"
+            evidence = f"{interval_text} required {side} 0"
+            if "mcnemar" in comparison:
+                evidence += f"; McNemar p = {comparison['mcnemar']['p_value']:.4g} on per-row correctness"
+            elif comparison.get("significance"):
+                test = comparison["significance"]
+                evidence += f"; {test['method']}: p = {test['p_value']:.4g}"
         checks.append(
             (
                 met,
                 f"{_word(met)}: {spec.metric} = {figures['candidate']:.4f} vs {baseline} "
-                f"{figures['baseline']:.4f} (delta {delta:+.4f}) must be significantly better; {evidence}"
-                + (f"; {interval_text}" if spec.metric == "accuracy" else ""),
+                f"{figures['baseline']:.4f} (delta {delta:+.4f}) must be significantly better; {evidence}",
             )
         )
     return checks

@@ -58,34 +58,38 @@ def render_html_report(
     if metric_points:
         pictures["training_curves.png"] = training_curves_png(metric_points)
     sections = [
-        f"<h1>{_text(title)}</h1>",
+        f"<h1>{escape_text(title)}</h1>",
         _summary(report, gate_result, comparison),
-        _gate(gate_result),
+        gate_section(gate_result),
         _metrics(report),
         _comparison(comparison),
         _per_class(report),
-        _picture_section("Confusion matrix", pictures["confusion_matrix.png"], "confusion matrix heatmap"),
+        picture_section("Confusion matrix", pictures["confusion_matrix.png"], "confusion matrix heatmap"),
         _calibration(report, pictures["reliability_diagram.png"]),
-        _picture_section("F1 per class", pictures["per_class_f1.png"], "F1 per class"),
-        _picture_section("Training curves", pictures.get("training_curves.png"), "training curves"),
+        picture_section("F1 per class", pictures["per_class_f1.png"], "F1 per class"),
+        picture_section("Training curves", pictures.get("training_curves.png"), "training curves"),
         _mistakes(report),
         _slices(report),
         _robustness(robustness),
     ]
+    return html_page(title, sections), pictures
+
+
+def html_page(title: str, sections: list[str]) -> str:
+    """The page around `sections` (already-escaped HTML; empty ones are left out)."""
     body = "\n".join(section for section in sections if section)
-    page = (
+    return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_text(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n"
+        f"<title>{escape_text(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n"
         f"<script>{_IMAGE_CHECK}</script>\n</body>\n</html>\n"
     )
-    return page, pictures
 
 
-def _text(value: Any) -> str:
+def escape_text(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _number(value: float | int | None, digits: int = 4) -> str:
+def format_number(value: float | int | None, digits: int = 4) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, int):
@@ -93,14 +97,14 @@ def _number(value: float | int | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _table(headers: list[str], rows: list[list[str]], text_columns: frozenset[int] = frozenset()) -> str:
+def html_table(headers: list[str], rows: list[list[str]], text_columns: frozenset[int] = frozenset()) -> str:
     """A table of already-escaped cells; `text_columns` are left-aligned."""
 
     def cell(tag: str, index: int, content: str) -> str:
         css = ' class="text"' if index in text_columns else ""
         return f"<{tag}{css}>{content}</{tag}>"
 
-    head = "".join(cell("th", index, _text(header)) for index, header in enumerate(headers))
+    head = "".join(cell("th", index, escape_text(header)) for index, header in enumerate(headers))
     body = "".join(
         "<tr>" + "".join(cell("td", i, content) for i, content in enumerate(row)) + "</tr>" for row in rows
     )
@@ -113,42 +117,42 @@ def _summary(
     metrics = report["metrics"]
     parts = [
         f"{report['rows']} test rows, {len(report['labels'])} labels",
-        f"accuracy {_number(metrics['accuracy'])}",
-        f"macro F1 {_number(metrics['f1_macro'])}",
+        f"accuracy {format_number(metrics['accuracy'])}",
+        f"macro F1 {format_number(metrics['f1_macro'])}",
     ]
     if comparison is not None:
         delta = comparison["metrics"]["f1_macro"]["delta"]
-        parts.append(f"macro F1 vs {_text(comparison['baseline'])}: {delta:+.4f}")
+        parts.append(f"macro F1 vs {escape_text(comparison['baseline'])}: {delta:+.4f}")
     if gate_result is not None:
         verdict = "passed" if gate_result.passed else "failed"
         parts.append(f'gate <span class="{verdict}">{verdict}</span>')
     return "<h2>Summary</h2><p>" + " · ".join(parts) + "</p>"
 
 
-def _gate(gate_result: GateResult | None) -> str:
+def gate_section(gate_result: GateResult | None) -> str:
     if gate_result is None:
         return ""
     verdict = "passed" if gate_result.passed else "failed"
-    items = "".join(f"<li>{_text(reason)}</li>" for reason in gate_result.reasons)
+    items = "".join(f"<li>{escape_text(reason)}</li>" for reason in gate_result.reasons)
     return f'<h2>Promotion gate</h2><p class="{verdict}">Gate {verdict}</p><ul>{items}</ul>'
 
 
 def _metrics(report: dict[str, Any]) -> str:
     metrics = report["metrics"]
-    rows = [[_text(name), _number(value)] for name, value in metrics.items()]
+    rows = [[escape_text(name), format_number(value)] for name, value in metrics.items()]
     confidence = report["confidence"]
     confidence_rows = [
-        ["mean confidence", _number(confidence["mean"])],
-        ["mean confidence when correct", _number(confidence["mean_correct"])],
-        ["mean confidence when wrong", _number(confidence["mean_wrong"])],
-        [f"share below {confidence['threshold']}", _number(confidence["share_below_threshold"])],
+        ["mean confidence", format_number(confidence["mean"])],
+        ["mean confidence when correct", format_number(confidence["mean_correct"])],
+        ["mean confidence when wrong", format_number(confidence["mean_wrong"])],
+        [f"share below {confidence['threshold']}", format_number(confidence["share_below_threshold"])],
     ]
-    notes = "".join(f'<p class="note">{_text(note)}</p>' for note in report["notes"])
+    notes = "".join(f'<p class="note">{escape_text(note)}</p>' for note in report["notes"])
     return (
         "<h2>Metrics</h2>"
-        + _table(["metric", "value"], rows, frozenset({0}))
+        + html_table(["metric", "value"], rows, frozenset({0}))
         + "<h3>Confidence</h3>"
-        + _table(["statistic", "value"], confidence_rows, frozenset({0}))
+        + html_table(["statistic", "value"], confidence_rows, frozenset({0}))
         + notes
     )
 
@@ -163,9 +167,9 @@ def _comparison(comparison: dict[str, Any] | None) -> str:
         delta = figures["delta"]
         rows.append(
             [
-                _text(name),
-                _number(figures["candidate"]),
-                _number(figures["baseline"]),
+                escape_text(name),
+                format_number(figures["candidate"]),
+                format_number(figures["baseline"]),
                 f"{delta:+.4f}" if delta is not None else "n/a",
                 interval_text,
             ]
@@ -173,54 +177,56 @@ def _comparison(comparison: dict[str, Any] | None) -> str:
     test = comparison["mcnemar"]
     bootstrap = comparison["bootstrap"]
     return (
-        f"<h2>Baseline comparison: {_text(comparison['baseline'])}</h2>"
-        + _table(
+        f"<h2>Baseline comparison: {escape_text(comparison['baseline'])}</h2>"
+        + html_table(
             ["metric", "candidate", "baseline", "delta", f"{bootstrap['confidence']:.0%} CI of delta"],
             rows,
             frozenset({0}),
         )
-        + f"<p>McNemar ({_text(test['method'])}): only candidate right {test['only_candidate_correct']}, "
+        + f"<p>McNemar ({escape_text(test['method'])}): only candidate right {test['only_candidate_correct']}, "
         f"only baseline right {test['only_baseline_correct']}, p = {test['p_value']:.4g}.</p>"
         + f'<p class="note">Paired bootstrap, {bootstrap["resamples"]} resamples, seed {bootstrap["seed"]}; '
-        f"predictions agree on {_number(comparison['prediction_agreement'])} of rows.</p>"
+        f"predictions agree on {format_number(comparison['prediction_agreement'])} of rows.</p>"
     )
 
 
 def _per_class(report: dict[str, Any]) -> str:
     rows = [
         [
-            _text(entry["label"]),
-            _number(entry["precision"]),
-            _number(entry["recall"]),
-            _number(entry["f1"]),
+            escape_text(entry["label"]),
+            format_number(entry["precision"]),
+            format_number(entry["recall"]),
+            format_number(entry["f1"]),
             str(entry["support"]),
             str(entry["predicted"]),
         ]
         for entry in report["per_class"]
     ]
-    return "<h2>Per class</h2>" + _table(
+    return "<h2>Per class</h2>" + html_table(
         ["label", "precision", "recall", "F1", "support", "predicted"], rows, frozenset({0})
     )
 
 
-def _picture_section(heading: str, png: bytes | None, alt: str) -> str:
+def picture_section(heading: str, png: bytes | None, alt: str) -> str:
     if png is None:
         return ""
     encoded = base64.b64encode(png).decode("ascii")
-    return f'<h2>{_text(heading)}</h2><img alt="{_text(alt)}" src="data:image/png;base64,{encoded}">'
+    return (
+        f'<h2>{escape_text(heading)}</h2><img alt="{escape_text(alt)}" src="data:image/png;base64,{encoded}">'
+    )
 
 
 def _calibration(report: dict[str, Any], png: bytes) -> str:
     calibration = report["calibration"]
     ranking = report["ranking"]
     ranking_text = (
-        f"ROC-AUC {_number(ranking['roc_auc'])}, PR-AUC (average precision) {_number(ranking['pr_auc'])}"
-        + (f" ({_text(ranking['note'])})" if ranking["note"] else "")
-        + (f", positive label {_text(ranking['positive_label'])}" if ranking["positive_label"] else "")
+        f"ROC-AUC {format_number(ranking['roc_auc'])}, PR-AUC (average precision) {format_number(ranking['pr_auc'])}"
+        + (f" ({escape_text(ranking['note'])})" if ranking["note"] else "")
+        + (f", positive label {escape_text(ranking['positive_label'])}" if ranking["positive_label"] else "")
     )
     return (
-        _picture_section("Calibration", png, "reliability diagram")
-        + f"<p>ECE {_number(calibration['ece'])} over {calibration['n_bins']} equal-width bins. {ranking_text}.</p>"
+        picture_section("Calibration", png, "reliability diagram")
+        + f"<p>ECE {format_number(calibration['ece'])} over {calibration['n_bins']} equal-width bins. {ranking_text}.</p>"
     )
 
 
@@ -229,16 +235,16 @@ def _mistakes(report: dict[str, Any]) -> str:
         return "<h2>Most confident mistakes</h2><p>No mistakes.</p>"
     rows = [
         [
-            _text(entry["row_id"]),
-            _text(entry["text"]),
-            _text(entry["true_label"]),
-            _text(entry["predicted_label"]),
-            _number(entry["confidence"]),
-            _number(entry["top2_gap"]),
+            escape_text(entry["row_id"]),
+            escape_text(entry["text"]),
+            escape_text(entry["true_label"]),
+            escape_text(entry["predicted_label"]),
+            format_number(entry["confidence"]),
+            format_number(entry["top2_gap"]),
         ]
         for entry in report["mistakes"]
     ]
-    return "<h2>Most confident mistakes</h2>" + _table(
+    return "<h2>Most confident mistakes</h2>" + html_table(
         ["row", "text", "true", "predicted", "confidence", "top-2 gap"], rows, frozenset({1, 2, 3})
     )
 
@@ -246,15 +252,15 @@ def _mistakes(report: dict[str, Any]) -> str:
 def _slices(report: dict[str, Any]) -> str:
     rows = [
         [
-            _text(entry["bucket"]),
+            escape_text(entry["bucket"]),
             str(entry["rows"]),
-            _number(entry["accuracy"]),
-            _number(entry["f1_macro"]),
-            _number(entry["mean_confidence"]),
+            format_number(entry["accuracy"]),
+            format_number(entry["f1_macro"]),
+            format_number(entry["mean_confidence"]),
         ]
         for entry in report["slices"]
     ]
-    return "<h2>By input length</h2>" + _table(
+    return "<h2>By input length</h2>" + html_table(
         ["length", "rows", "accuracy", "macro F1", "mean confidence"], rows, frozenset({0})
     )
 
@@ -264,21 +270,21 @@ def _robustness(robustness: dict[str, Any] | None) -> str:
         return ""
     rows = [
         [
-            _text(entry["perturbation"]),
-            _number(entry["accuracy"]),
+            escape_text(entry["perturbation"]),
+            format_number(entry["accuracy"]),
             f"{entry['accuracy_delta']:+.4f}",
-            _number(entry["f1_macro"]),
+            format_number(entry["f1_macro"]),
             f"{entry['f1_macro_delta']:+.4f}",
-            _number(entry["flipped_share"]),
+            format_number(entry["flipped_share"]),
         ]
         for entry in robustness["perturbations"]
     ]
     clean = robustness["clean"]
     return (
         "<h2>Robustness</h2>"
-        + f"<p>Clean rows: accuracy {_number(clean['accuracy'])}, macro F1 {_number(clean['f1_macro'])}; "
+        + f"<p>Clean rows: accuracy {format_number(clean['accuracy'])}, macro F1 {format_number(clean['f1_macro'])}; "
         f"perturbations seeded with {robustness['seed']}.</p>"
-        + _table(
+        + html_table(
             ["perturbation", "accuracy", "Δ accuracy", "macro F1", "Δ macro F1", "predictions flipped"],
             rows,
             frozenset({0}),

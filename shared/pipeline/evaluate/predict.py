@@ -33,14 +33,14 @@ def load_classifier(model_dir: Path) -> LoadedClassifier:
     return LoadedClassifier(model=model, tokenizer=tokenizer, labels=labels_from_config(model.config))
 
 
-def predict_probabilities(
+def predict_logits(
     classifier: LoadedClassifier,
     texts: list[str],
     text_pairs: list[str] | None = None,
     batch_size: int = 64,
     max_length: int = 128,
 ) -> np.ndarray:
-    """Class probabilities, shape (rows, labels), rows in the order of `texts`."""
+    """Class logits, shape (rows, labels), rows in the order of `texts`."""
     if text_pairs is not None and len(text_pairs) != len(texts):
         raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text pairs")
     if not texts:
@@ -50,15 +50,30 @@ def predict_probabilities(
     encoded = tokenizer(texts, text_pairs, truncation=True, max_length=max_length)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]])
     order = np.argsort(lengths, kind="stable")
-    probabilities = np.empty((len(texts), len(classifier.labels)), dtype=np.float64)
+    logits = np.empty((len(texts), len(classifier.labels)), dtype=np.float64)
     device = classifier.model.device
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             batch_rows = order[start : start + batch_size]
             features = [{key: encoded[key][row] for key in encoded} for row in batch_rows]
             batch = tokenizer.pad(features, padding=True, return_tensors="pt").to(device)
-            logits = classifier.model(**batch).logits
-            probabilities[batch_rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            logits[batch_rows] = classifier.model(**batch).logits.float().cpu().numpy()
+    return logits
+
+
+def predict_probabilities(
+    classifier: LoadedClassifier,
+    texts: list[str],
+    text_pairs: list[str] | None = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+) -> np.ndarray:
+    """Class probabilities, shape (rows, labels), rows in the order of `texts`."""
+    logits = predict_logits(classifier, texts, text_pairs, batch_size, max_length)
+    if not len(logits):
+        return logits
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
     return probabilities
 
 

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import binomtest, chi2
 
-BOOTSTRAP_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro")
+from shared.pipeline.evaluate.metric_names import CLASSIFICATION_BOOTSTRAP_METRICS
+
+# The classification metrics this module resamples (the generation ones are in generation_evaluation).
+BOOTSTRAP_METRICS = CLASSIFICATION_BOOTSTRAP_METRICS
 # Below this many discordant pairs the chi-square approximation is poor; use the exact binomial test.
 MCNEMAR_EXACT_BELOW = 25
 

@@ -381,3 +381,63 @@ def quantize_int8(
             details=report.as_dict(),
         )
     return VariantResult(path=output_path, parity=report, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """CPU serving latency of one ONNX file on real texts padded to one shape."""
+
+    batch_size: int
+    sequence_length: int
+    threads: int
+    p50_ms: float
+    p95_ms: float
+    runs: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "batch_size": self.batch_size,
+            "sequence_length": self.sequence_length,
+            "threads": self.threads,
+            "p50_ms": round(self.p50_ms, 3),
+            "p95_ms": round(self.p95_ms, 3),
+            "runs": self.runs,
+        }
+
+
+def measure_latency(
+    onnx_path: Path,
+    tokenizer_dir: Path,
+    texts: Sequence[str],
+    sequence_length: int,
+    batch_size: int = 1,
+    threads: int = 2,
+    runs: int = 30,
+    warmup: int = 3,
+) -> Latency:
+    """p50/p95 of `session.run` on batches of `texts` padded to `sequence_length` tokens.
+
+    Every model measured this way sees the same shape, so two models with different tokenizers (a
+    teacher and its student) are compared on equal work.
+    """
+    from transformers import AutoTokenizer
+
+    if not texts:
+        raise ValueError("latency needs at least one text")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    session = cpu_session(onnx_path, threads=threads)
+    input_names = [graph_input.name for graph_input in session.get_inputs()]
+    batch = [texts[index % len(texts)] for index in range(batch_size)]
+    encoded = tokenizer(
+        batch, padding="max_length", truncation=True, max_length=sequence_length, return_tensors="np"
+    )
+    feeds = {name: encoded[name].astype(np.int64) for name in input_names}
+    for _ in range(warmup):
+        session.run([LOGITS_OUTPUT], feeds)
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.run([LOGITS_OUTPUT], feeds)
+        timings.append((time.perf_counter() - started) * 1000.0)
+    p50, p95 = np.percentile(timings, [50, 95])
+    return Latency(batch_size, sequence_length, threads, float(p50), float(p95), runs)

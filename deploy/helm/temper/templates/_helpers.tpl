@@ -71,6 +71,12 @@ TEMPER_OBJECT_STORE_PUBLIC_URL: {{ . | quote }}
 TEMPER_TRITON_URL: {{ printf "%s-triton:8001" (include "temper.fullname" .) | quote }}
 {{- end }}
 TEMPER_TRITON_RECONCILE_INTERVAL: {{ printf "PT%dS" (int .Values.config.tritonReconcileIntervalSeconds) | quote }}
+{{- /* GPU-only methods (qlora) are accepted when some enabled worker asks for a GPU. */}}
+{{- $gpuWorkers := false }}
+{{- range $name, $worker := .Values.workers }}
+{{- if and $worker (gt (int (default 0 $worker.gpus)) 0) }}{{ $gpuWorkers = true }}{{ end }}
+{{- end }}
+TEMPER_GPU_WORKERS: {{ $gpuWorkers | quote }}
 # Caches of libraries that would otherwise write under a read-only home.
 HF_HOME: "/tmp/huggingface"
 MPLCONFIGDIR: "/tmp/matplotlib"
