@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+import torch
 
 from shared.settings import Settings
 from tests.support.stack import ADMIN_KEY
@@ -88,3 +89,18 @@ def services_settings(tmp_path: Path, postgres_url: str, redis_prefix: str, s3_s
 def tiny_base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocabulary = [" ".join(words) for words in WORDS.values()] + ["my issue number about the"]
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), vocabulary, hidden_size=32, num_layers=2)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run a CPU-heavy test on one torch thread, restored afterwards.
+
+    On the shared 2-core CI machine, torch's default of one thread per core loses badly to
+    contention: measured here, SmolLM2 generation took 57 s on two threads and 15 s on one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

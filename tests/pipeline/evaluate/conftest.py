@@ -3,7 +3,6 @@ synthetic but realistic probabilities for a banking77 subset."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +29,6 @@ def banking77_case() -> dict[str, Any]:
     probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     return {"rows": rows, "labels": labels, "probabilities": probabilities}
-
-
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """Run a CPU-heavy test on one torch thread, restored afterwards.
-
-    On the shared 2-core CI machine, torch's default of one thread per core loses badly to
-    contention: measured here, SmolLM2 generation took 57 s on two threads and 15 s on one.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def train_tiny_classifier(
