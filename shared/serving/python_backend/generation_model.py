@@ -17,6 +17,7 @@ client cancels ends with a CANCELLED error response, as Triton asks of decoupled
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,8 @@ def _load_generation_core(version_dir: Path):  # type: ignore[no-untyped-def]
         f"temper_genai_stream_{abs(hash(str(version_dir)))}", version_dir / GENERATION_CORE
     )
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs: its dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
