@@ -167,6 +167,43 @@ class GenerationChunk:
         return self.finish_reason is not None
 
 
+class IncrementalDecoder:
+    """Text of generated tokens, one token at a time, as TGI and vLLM detokenize.
+
+    Only a short window of recent tokens is decoded at each step, so a step costs the same however
+    long the answer is; a window that ends inside a multi-byte character adds nothing until a later
+    token completes it. The pieces joined equal decoding all the tokens at once.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.generated: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    @property
+    def tokens(self) -> int:
+        return len(self.generated)
+
+    def add(self, token: int) -> str:
+        """The text that `token` completes ("" while a character is still incomplete)."""
+        self.generated.append(token)
+        before = self._decode(self.generated[self.prefix_offset : self.read_offset])
+        after = self._decode(self.generated[self.prefix_offset :])
+        if len(after) <= len(before) or after.endswith(REPLACEMENT_CHARACTER):
+            return ""
+        self.prefix_offset, self.read_offset = self.read_offset, len(self.generated)
+        return after[len(before) :]
+
+    def flush(self) -> str:
+        """What the window still holds at the end, an incomplete character included."""
+        before = self._decode(self.generated[self.prefix_offset : self.read_offset])
+        return self._decode(self.generated[self.prefix_offset :])[len(before) :]
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True) if tokens else ""
+
+
 def genai_model(genai_dir: Path, threads: int | None = None):  # type: ignore[no-untyped-def]
     """An `og.Model` over `genai_dir`, its CPU session limited to `threads` intra-op threads."""
     import onnxruntime_genai as og
@@ -249,12 +286,12 @@ class GenAIGenerator:
         generator = og.Generator(self.model, params)
         generator.append_tokens(np.asarray(prompt_ids, dtype=np.int32))
 
-        generated: list[int] = []
+        decoder = IncrementalDecoder(self.tokenizer)
+        text = ""
         emitted = 0
         # Text that could still become a stop string is held back until it cannot.
-        holdback = max((len(text) for text in request.stop), default=1) - 1
+        holdback = max((len(stop) for stop in request.stop), default=1) - 1
         finish_reason = None
-        text = ""
         while finish_reason is None:
             if is_cancelled():
                 finish_reason = "cancelled"
@@ -264,23 +301,27 @@ class GenAIGenerator:
             if token in self.stop_token_ids:
                 finish_reason = "eos"
                 break
-            generated.append(token)
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            stop_at = min((index for index in (text.find(s) for s in request.stop) if index >= 0), default=-1)
+            text += decoder.add(token)
+            # A stop string not found before must end in the new text, so it starts at or after what
+            # was already emitted (held-back text included).
+            stop_at = min(
+                (found for found in (text.find(stop, emitted) for stop in request.stop) if found >= 0),
+                default=-1,
+            )
             if stop_at >= 0:
                 text = text[:stop_at]
                 finish_reason = "stop"
                 break
-            if len(generated) >= max_new_tokens or generator.is_done():
+            if decoder.tokens >= max_new_tokens or generator.is_done():
                 finish_reason = "length"
                 break
             ready = len(text) - holdback
-            while ready > emitted and text[ready - 1] == REPLACEMENT_CHARACTER:
-                ready -= 1
             if ready > emitted:
-                yield GenerationChunk(text=text[emitted:ready], tokens=len(generated))
+                yield GenerationChunk(text=text[emitted:ready], tokens=decoder.tokens)
                 emitted = ready
-        yield GenerationChunk(text=text[emitted:], finish_reason=finish_reason, tokens=len(generated))
+        if finish_reason != "stop":
+            text += decoder.flush()
+        yield GenerationChunk(text=text[emitted:], finish_reason=finish_reason, tokens=decoder.tokens)
 
     def generate(self, request: GenerationRequest) -> GenerationChunk:
         """The whole answer at once: the chunks joined, with the last chunk's finish reason."""
