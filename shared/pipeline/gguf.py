@@ -154,8 +154,6 @@ def convert_gguf_to_plain(gguf_path: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True)
     plain.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    if plain.generation_config is not None:
-        plain.generation_config.save_pretrained(out_dir)
     has_template = bool(getattr(tokenizer, "chat_template", None))
     record = {
         "gguf_file": gguf_path.name,
