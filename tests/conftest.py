@@ -18,7 +18,7 @@ from tests.support.stack import ADMIN_KEY
 from tests.support.tickets import WORDS
 from tests.support.tiny_models import build_tiny_bert
 
-pytest_plugins = ["tests.support.s3_server"]
+pytest_plugins = ["tests.support.s3_server", "tests.support.llm_fixtures"]
 
 POSTGRES_ADMIN_URL = os.environ.get("TEMPER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEMPER_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -1,12 +1,16 @@
-"""Check a published classifier's Triton repository the way Triton would read it, before loading it.
+"""Check a published model's Triton repository the way Triton would read it, before loading it.
 
 Each config.pbtxt is parsed with Triton's protobuf, and its names, data types and dims are compared
-with the ONNX graph they describe, the labels file and the ensemble's step mapping. The result is a
-list of problems in words; an empty list means Triton should load the model.
+with the ONNX graph they describe, the labels file and the ensemble's step mapping. A causal LM's
+generation model is checked for its decoupled policy, its tensor contract and, in each version, the
+files its model.py loads (the generation core, the GenAI config, decoder, tokenizer and chat
+template); its vLLM model for the backend's tensors and a model.json naming the weights. The result
+is a list of problems in words; an empty list means Triton should load the model.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from google.protobuf.text_format import ParseError
@@ -15,14 +19,40 @@ from tritonclient.grpc import model_config_pb2 as mc
 from shared.serving.triton_config import (
     DEFAULT_MODEL_FILENAMES,
     ENSEMBLE_PLATFORM,
+    GENERATION_FINISH_REASON_OUTPUT,
+    GENERATION_FINISHED_OUTPUT,
+    GENERATION_REQUEST_INPUT,
+    GENERATION_TEXT_OUTPUT,
     ONNX_PLATFORM,
     PYTHON_BACKEND,
     TRT_PLATFORM,
+    VLLM_BACKEND,
+    VLLM_TEXT_INPUT,
+    VLLM_TEXT_OUTPUT,
     onnx_model_name,
     tokenizer_model_name,
     trt_model_name,
+    vllm_model_name,
 )
-from shared.serving.triton_repository import CONFIG_FILENAME, model_versions, read_model_config
+from shared.serving.triton_repository import (
+    CONFIG_FILENAME,
+    GENAI_REQUIRED_FILES,
+    GENAI_SUBDIR,
+    GENERATION_CORE_FILENAME,
+    VLLM_ENGINE_ARGS_FILENAME,
+    model_versions,
+    read_model_config,
+)
+
+# The generation model's tensor contract: name → (data type, dims).
+GENERATION_INPUTS = {GENERATION_REQUEST_INPUT: (mc.TYPE_STRING, [1])}
+GENERATION_OUTPUTS = {
+    GENERATION_TEXT_OUTPUT: (mc.TYPE_STRING, [1]),
+    GENERATION_FINISHED_OUTPUT: (mc.TYPE_BOOL, [1]),
+    GENERATION_FINISH_REASON_OUTPUT: (mc.TYPE_STRING, [1]),
+}
+VLLM_REQUIRED = {VLLM_TEXT_INPUT: (mc.TYPE_STRING, [1])}
+VLLM_OUTPUTS = {VLLM_TEXT_OUTPUT: (mc.TYPE_STRING, [-1])}
 
 # ONNX TensorProto element types and the Triton data type each maps to.
 ONNX_TO_TRITON = {
@@ -206,8 +236,136 @@ def _check_ensemble(config: mc.ModelConfig, configs: dict[str, mc.ModelConfig]) 
     return problems
 
 
+def _check_contract(
+    config: mc.ModelConfig,
+    kind: str,
+    declared: list[mc.ModelInput] | list[mc.ModelOutput],
+    expected: dict[str, tuple[int, list[int]]],
+) -> list[str]:
+    """Each expected tensor is declared with its data type and dims (more optional ones may follow)."""
+    problems = []
+    tensors = {tensor.name: tensor for tensor in declared}
+    for tensor_name, (data_type, dims) in expected.items():
+        tensor = tensors.get(tensor_name)
+        if tensor is None:
+            problems.append(f"{config.name}: {kind} {tensor_name!r} is missing")
+        elif tensor.data_type != data_type or list(tensor.dims) != dims:
+            problems.append(
+                f"{config.name}: {kind} {tensor_name!r} is {_type_name(tensor.data_type)} {list(tensor.dims)}, "
+                f"expected {_type_name(data_type)} {dims}"
+            )
+    return problems
+
+
+def _check_streaming(config: mc.ModelConfig, backend: str) -> list[str]:
+    problems = []
+    if config.backend != backend:
+        problems.append(f"{config.name}: backend is {config.backend!r}, not {backend!r}")
+    if not config.model_transaction_policy.decoupled:
+        problems.append(f"{config.name}: streams its answers but model_transaction_policy is not decoupled")
+    if config.max_batch_size != 0:
+        problems.append(f"{config.name}: max_batch_size must be 0 (requests are not batched by Triton)")
+    return problems
+
+
+def _check_genai_version(model_name: str, version: int, version_dir: Path) -> list[str]:
+    """The files the generation model.py loads, as its initialize would find them."""
+    where = f"{model_name}/{version}"
+    problems = [
+        f"{where}: lacks {filename}"
+        for filename in (DEFAULT_MODEL_FILENAMES[PYTHON_BACKEND], GENERATION_CORE_FILENAME)
+        if not (version_dir / filename).is_file()
+    ]
+    genai_dir = version_dir / GENAI_SUBDIR
+    missing = [filename for filename in GENAI_REQUIRED_FILES if not (genai_dir / filename).is_file()]
+    if missing:
+        return [*problems, f"{where}: {GENAI_SUBDIR}/ lacks {missing}"]
+    try:
+        genai_config = json.loads((genai_dir / "genai_config.json").read_text())
+        decoder = genai_config["model"]["decoder"]["filename"]
+        context_length = int(genai_config["model"]["context_length"])
+    except (ValueError, KeyError, TypeError) as error:
+        return [
+            *problems,
+            f"{where}: {GENAI_SUBDIR}/genai_config.json lacks the decoder or context: {error!r}",
+        ]
+    if not (genai_dir / decoder).is_file():
+        problems.append(f"{where}: {GENAI_SUBDIR}/ lacks the decoder {decoder}")
+    if context_length < 1:
+        problems.append(f"{where}: context_length {context_length} leaves no room to generate")
+    if "eos_token_id" not in genai_config["model"]:
+        problems.append(f"{where}: genai_config.json names no eos_token_id: generation would not stop")
+    template_file = genai_dir / "chat_template.jinja"
+    tokenizer_config = json.loads((genai_dir / "tokenizer_config.json").read_text())
+    if not template_file.is_file() and not tokenizer_config.get("chat_template"):
+        problems.append(f"{where}: no chat template: prompts could not be rendered as in training")
+    return problems
+
+
+def check_generation_repository(root: Path, name: str) -> list[str]:
+    """Problems with the published causal LM `name` (and `<name>_vllm` when there is one)."""
+    configs: dict[str, mc.ModelConfig] = {}
+    problems = _check_model(root, name, configs)
+    config = configs.get(name)
+    if config is not None:
+        problems += _check_streaming(config, PYTHON_BACKEND)
+        problems += _check_contract(config, "input", list(config.input), GENERATION_INPUTS)
+        problems += _check_contract(config, "output", list(config.output), GENERATION_OUTPUTS)
+        if len(config.input) != len(GENERATION_INPUTS):
+            problems.append(f"{name}: takes only {list(GENERATION_INPUTS)}")
+        for version in model_versions(root, name):
+            problems += _check_genai_version(name, version, root / name / str(version))
+    vllm_name = vllm_model_name(name)
+    if (root / vllm_name).is_dir():
+        problems += _check_model(root, vllm_name, configs)
+        vllm_config = configs.get(vllm_name)
+        if vllm_config is not None:
+            problems += _check_streaming(vllm_config, VLLM_BACKEND)
+            problems += _check_contract(vllm_config, "input", list(vllm_config.input), VLLM_REQUIRED)
+            problems += _check_contract(vllm_config, "output", list(vllm_config.output), VLLM_OUTPUTS)
+            for version in model_versions(root, vllm_name):
+                problems += _check_vllm_version(vllm_name, version, root / vllm_name / str(version))
+    return problems
+
+
+def _check_vllm_version(model_name: str, version: int, version_dir: Path) -> list[str]:
+    engine_args_path = version_dir / VLLM_ENGINE_ARGS_FILENAME
+    where = f"{model_name}/{version}"
+    if not engine_args_path.is_file():
+        return [f"{where}: lacks {VLLM_ENGINE_ARGS_FILENAME} (the vLLM engine arguments)"]
+    try:
+        engine_args = json.loads(engine_args_path.read_text())
+    except ValueError as error:
+        return [f"{where}: {VLLM_ENGINE_ARGS_FILENAME} is not JSON: {error}"]
+    if (
+        not isinstance(engine_args, dict)
+        or not isinstance(engine_args.get("model"), str)
+        or not engine_args["model"]
+    ):
+        return [f"{where}: {VLLM_ENGINE_ARGS_FILENAME} must name the merged model's location in 'model'"]
+    return []
+
+
+def _is_generation_model(root: Path, name: str) -> bool:
+    try:
+        config = read_model_config(root / name)
+    except (OSError, ParseError):
+        return False
+    return (
+        config.backend == PYTHON_BACKEND
+        and config.platform != ENSEMBLE_PLATFORM
+        and not config.ensemble_scheduling.step
+    )
+
+
 def check_repository(root: Path, name: str) -> list[str]:
-    """Problems with the published classifier `name` under `root`; empty when it is consistent."""
+    """Problems with the published model `name` under `root`; empty when it is consistent.
+
+    A causal LM (a Python-backend model under `name` itself) is checked as one; anything else as
+    the classifier ensemble.
+    """
+    if _is_generation_model(root, name):
+        return check_generation_repository(root, name)
     configs: dict[str, mc.ModelConfig] = {}
     problems = []
     component_names = [tokenizer_model_name(name), onnx_model_name(name)]

@@ -1,9 +1,13 @@
-"""Triton model configurations for a published classifier, built with Triton's own protobuf.
+"""Triton model configurations for published models, built with Triton's own protobuf.
 
 Four models serve one classifier: `<name>_tokenizer` (Python backend, text to token ids),
 `<name>_onnx` (ONNX Runtime), `<name>_trt` (TensorRT, only where an engine was built) and `<name>`,
 the ensemble that apps call with raw text. With `max_batch_size > 0` Triton adds the batch dimension
 itself, so every `dims` below leaves it out.
+
+A causal LM is served by `<name>`, a decoupled Python-backend model generating with ONNX Runtime
+GenAI on CPU (one JSON request in, a stream of text chunks out), and on GPU deployments by
+`<name>_vllm`, a model of Triton's vLLM backend over the merged safetensors.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ ONNX_PLATFORM = "onnxruntime_onnx"
 TRT_PLATFORM = "tensorrt_plan"
 ENSEMBLE_PLATFORM = "ensemble"
 PYTHON_BACKEND = "python"
+VLLM_BACKEND = "vllm"
+VLLM_SUFFIX = "_vllm"
+# The generation model's tensors (see shared/serving/python_backend/genai_stream.py for the request).
+GENERATION_REQUEST_INPUT = "REQUEST"
+GENERATION_TEXT_OUTPUT = "TEXT"
+GENERATION_FINISHED_OUTPUT = "FINISHED"
+GENERATION_FINISH_REASON_OUTPUT = "FINISH_REASON"
+# vLLM backend's own tensor names.
+VLLM_TEXT_INPUT = "text_input"
+VLLM_TEXT_OUTPUT = "text_output"
 # Triton's default file name in a version folder, by platform or backend.
 DEFAULT_MODEL_FILENAMES = {
     ONNX_PLATFORM: "model.onnx",
@@ -157,6 +171,86 @@ def ensemble_model_config(
     config.ensemble_scheduling.step.extend([tokenize, classify])
     if options.response_cache:
         config.response_cache.enable = True
+    return config
+
+
+@dataclass(frozen=True)
+class GenerationServingOptions:
+    """How Triton runs the ONNX Runtime GenAI generation model (CPU)."""
+
+    # Each instance generates for one request at a time; more instances serve requests in parallel.
+    instance_count: int = 1
+    # Intra-op threads of each instance's ONNX Runtime session; 0 lets ONNX Runtime choose.
+    threads: int = 0
+    default_max_new_tokens: int = 256
+    max_new_tokens_limit: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.instance_count < 1 or self.threads < 0:
+            raise ValueError("instance_count must be at least 1 and threads at least 0")
+        if not 1 <= self.default_max_new_tokens <= self.max_new_tokens_limit:
+            raise ValueError("default_max_new_tokens must be from 1 to max_new_tokens_limit")
+
+
+def vllm_model_name(name: str) -> str:
+    return f"{name}{VLLM_SUFFIX}"
+
+
+def _decoupled(config: mc.ModelConfig) -> None:
+    config.model_transaction_policy.CopyFrom(mc.ModelTransactionPolicy(decoupled=True))
+
+
+def generation_model_config(name: str, precision: str, options: GenerationServingOptions) -> mc.ModelConfig:
+    """One JSON request in (`REQUEST`), any number of responses out, each a chunk of text.
+
+    Decoupled: the model streams responses through its response sender and Triton's gRPC streaming
+    API (ModelStreamInfer) delivers them; the last one has `FINISHED` true and the reason in
+    `FINISH_REASON` ("eos", "length", "stop", "cancelled"). No Triton batching (max_batch_size 0):
+    requests of different lengths gain nothing from being stacked on CPU, so the dims are the
+    tensors' full shapes.
+    """
+    config = mc.ModelConfig(name=name, backend=PYTHON_BACKEND, max_batch_size=0)
+    config.input.append(mc.ModelInput(name=GENERATION_REQUEST_INPUT, data_type=mc.TYPE_STRING, dims=[1]))
+    config.output.extend(
+        [
+            mc.ModelOutput(name=GENERATION_TEXT_OUTPUT, data_type=mc.TYPE_STRING, dims=[1]),
+            mc.ModelOutput(name=GENERATION_FINISHED_OUTPUT, data_type=mc.TYPE_BOOL, dims=[1]),
+            mc.ModelOutput(name=GENERATION_FINISH_REASON_OUTPUT, data_type=mc.TYPE_STRING, dims=[1]),
+        ]
+    )
+    _decoupled(config)
+    config.instance_group.append(
+        mc.ModelInstanceGroup(count=options.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
+    )
+    for key, value in (
+        ("precision", precision),
+        ("threads", options.threads),
+        ("default_max_new_tokens", options.default_max_new_tokens),
+        ("max_new_tokens_limit", options.max_new_tokens_limit),
+    ):
+        config.parameters[key].string_value = str(value)
+    return config
+
+
+def vllm_model_config(name: str) -> mc.ModelConfig:
+    """Triton's vLLM backend: vLLM batches on its own (max_batch_size 0), streams (decoupled), and
+    takes the GPUs it is given (KIND_MODEL). Engine arguments live in `<version>/model.json`.
+
+    `text_input` is the prompt as it reaches vLLM: the backend applies no chat template, so callers
+    send the prompt rendered with the model's `chat_template.jinja` (stored with the merged model).
+    """
+    config = mc.ModelConfig(name=vllm_model_name(name), backend=VLLM_BACKEND, max_batch_size=0)
+    config.input.extend(
+        [
+            mc.ModelInput(name=VLLM_TEXT_INPUT, data_type=mc.TYPE_STRING, dims=[1]),
+            mc.ModelInput(name="stream", data_type=mc.TYPE_BOOL, dims=[1], optional=True),
+            mc.ModelInput(name="sampling_parameters", data_type=mc.TYPE_STRING, dims=[1], optional=True),
+            mc.ModelInput(name="exclude_input_in_output", data_type=mc.TYPE_BOOL, dims=[1], optional=True),
+        ]
+    )
+    config.output.append(mc.ModelOutput(name=VLLM_TEXT_OUTPUT, data_type=mc.TYPE_STRING, dims=[-1]))
+    _decoupled(config)
+    config.instance_group.append(mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_MODEL))
     return config
 
 

@@ -1,12 +1,17 @@
-"""Write a published classifier into a Triton model repository on local disk.
+"""Write a published model into a Triton model repository on local disk.
 
-Layout for model `<name>`, version `<n>` (the caller uploads the directory to the bucket Triton
+Layout of classifier `<name>`, version `<n>` (the caller uploads the directory to the bucket Triton
 reads in production; the embedded default serves it from disk):
 
     <name>_tokenizer/config.pbtxt      <n>/model.py, <n>/tokenizer/...
     <name>_onnx/config.pbtxt           labels.txt, <n>/model.onnx
     <name>_trt/config.pbtxt            labels.txt, <n>/<engine key>.plan   (only with engines)
     <name>/config.pbtxt                labels.txt, <n>/                    (the ensemble apps call)
+
+Layout of causal LM `<name>`, version `<n>`:
+
+    <name>/config.pbtxt                <n>/model.py, <n>/genai_stream.py, <n>/genai/...  (CPU, streams)
+    <name>_vllm/config.pbtxt           <n>/model.json                      (GPU, only when asked for)
 
 Every version folder is written completely in a staging folder beside it and then renamed into
 place, so Triton (or a copy to the object store) never sees half a version. A version, once
@@ -16,6 +21,7 @@ written, never changes: publishing it again with the same files is a no-op, with
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import shutil
 import tempfile
@@ -32,22 +38,33 @@ from shared.serving.triton_config import (
     LABELS_FILENAME,
     ONNX_PLATFORM,
     PYTHON_BACKEND,
+    GenerationServingOptions,
     ServingOptions,
     config_from_text,
     config_to_text,
     ensemble_model_config,
+    generation_model_config,
     onnx_model_config,
     onnx_model_name,
     tokenizer_model_config,
     tokenizer_model_name,
     trt_model_config,
     trt_model_name,
+    vllm_model_config,
+    vllm_model_name,
 )
 
 CONFIG_FILENAME = "config.pbtxt"
 TOKENIZER_SUBDIR = "tokenizer"
 STAGING_PREFIX = ".staging-"
 TOKENIZER_MODEL_SOURCE = Path(python_backend.__file__).parent / "tokenizer_model.py"
+GENERATION_MODEL_SOURCE = Path(python_backend.__file__).parent / "generation_model.py"
+GENERATION_CORE_SOURCE = Path(python_backend.__file__).parent / "genai_stream.py"
+GENERATION_CORE_FILENAME = "genai_stream.py"
+GENAI_SUBDIR = "genai"
+VLLM_ENGINE_ARGS_FILENAME = "model.json"
+# Files an ONNX Runtime GenAI model directory must hold to be served.
+GENAI_REQUIRED_FILES = ("genai_config.json", "tokenizer.json", "tokenizer_config.json")
 
 
 @dataclass(frozen=True)
@@ -208,4 +225,100 @@ def publish_classifier(
         model_dir = root / model_name
         _write_version(model_dir, version, fill)
         _write_model_files(model_dir, config, model_labels)
+    return PublishedModel(name=name, version=version, root=root, models=[model for model, *_ in models])
+
+
+@dataclass(frozen=True)
+class VllmDeployment:
+    """Where a GPU Triton's vLLM backend finds the merged model, and the engine arguments to use.
+
+    vLLM reads `model` itself: a path as mounted in the Triton container, or an object-store URI
+    with a load format that streams from it (for example "s3://models-merged/<job>" with
+    `load_format="runai_streamer"`). Triton does not resolve it against the repository, so the
+    caller names the location the merged safetensors were uploaded to.
+    """
+
+    model_location: str
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    load_format: str | None = None
+
+    def engine_args(self) -> dict[str, object]:
+        args: dict[str, object] = {
+            "model": self.model_location,
+            "tokenizer": self.model_location,
+            "dtype": self.dtype,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "disable_log_requests": True,
+        }
+        if self.max_model_len is not None:
+            args["max_model_len"] = self.max_model_len
+        if self.load_format is not None:
+            args["load_format"] = self.load_format
+        return args
+
+
+def _check_genai_dir(genai_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    missing = [name for name in GENAI_REQUIRED_FILES if not (genai_dir / name).is_file()]
+    if missing:
+        raise InvalidInput(
+            f"{genai_dir} is not an ONNX Runtime GenAI model directory: it lacks {missing}",
+            details={"genai_dir": str(genai_dir), "missing": missing},
+        )
+    decoder = json.loads((genai_dir / "genai_config.json").read_text())["model"]["decoder"]["filename"]
+    if not (genai_dir / decoder).is_file():
+        raise InvalidInput(f"{genai_dir} lacks its decoder {decoder}", details={"genai_dir": str(genai_dir)})
+    if not AutoTokenizer.from_pretrained(genai_dir).chat_template:
+        raise InvalidInput(
+            f"{genai_dir} has no chat template: serving must render prompts as training did",
+            details={"genai_dir": str(genai_dir)},
+        )
+
+
+def publish_causal_lm(
+    root: Path,
+    name: str,
+    version: int,
+    genai_dir: Path,
+    precision: str,
+    options: GenerationServingOptions | None = None,
+    vllm: VllmDeployment | None = None,
+) -> PublishedModel:
+    """Write version `version` of causal LM `name` under `root`: the ONNX Runtime GenAI model (built
+    for CPU at `precision`, from `export_causal_lm_genai`) behind a decoupled Python-backend model,
+    and, with `vllm`, a vLLM-backend model for GPU deployments over the merged safetensors.
+
+    Same discipline as `publish_classifier`: each version folder is staged and renamed into place,
+    and a published version never changes (same files: no-op; other files: Conflict).
+    """
+    options = options or GenerationServingOptions()
+    if version < 1:
+        raise InvalidInput("Triton versions start at 1", details={"version": version})
+    _check_genai_dir(genai_dir)
+
+    def fill_generation(folder: Path) -> None:
+        shutil.copyfile(GENERATION_MODEL_SOURCE, folder / DEFAULT_MODEL_FILENAMES[PYTHON_BACKEND])
+        shutil.copyfile(GENERATION_CORE_SOURCE, folder / GENERATION_CORE_FILENAME)
+        # The builder's own record (paths, timings) would make two publishes of one model differ.
+        shutil.copytree(genai_dir, folder / GENAI_SUBDIR, ignore=shutil.ignore_patterns("temper-*.json"))
+
+    models: list[tuple[str, mc.ModelConfig, Callable[[Path], None]]] = [
+        (name, generation_model_config(name, precision, options), fill_generation)
+    ]
+    if vllm is not None:
+        engine_args = json.dumps(vllm.engine_args(), indent=2, sort_keys=True) + "\n"
+        models.append(
+            (
+                vllm_model_name(name),
+                vllm_model_config(name),
+                lambda folder: (folder / VLLM_ENGINE_ARGS_FILENAME).write_text(engine_args),
+            )
+        )
+    for model_name, config, fill in models:
+        model_dir = root / model_name
+        _write_version(model_dir, version, fill)
+        _write_model_files(model_dir, config, None)
     return PublishedModel(name=name, version=version, root=root, models=[model for model, *_ in models])

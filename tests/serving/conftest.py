@@ -7,13 +7,16 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from shared.pipeline.export.genai import GenAIExportResult
 from shared.pipeline.export.onnx_export import export_classifier_onnx, quantize_int8
-from shared.serving.triton_repository import publish_classifier
+from shared.serving.triton_repository import VllmDeployment, publish_causal_lm, publish_classifier
 from tests.support.tiny_classifier import LABELS, sms_spam_rows, train_tiny_classifier
 from tests.support.triton_stub import triton_server  # noqa: F401  (the fixture, for this package)
 
 FP32_MODEL = "spam"
 INT8_MODEL = "spam_int8"
+CHAT_MODEL = "chat"
+CHAT_INT4_MODEL = "chat_int4"
 
 
 @dataclass(frozen=True)
@@ -61,3 +64,23 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> PublishedRepository:
         texts=texts,
         pytorch_labels=pytorch_labels(classifier_dir, texts),
     )
+
+
+@dataclass(frozen=True)
+class PublishedChat:
+    root: Path
+    chat_template: str
+
+
+@pytest.fixture(scope="session")
+def published_chat(
+    tiny_chat_genai: GenAIExportResult, tmp_path_factory: pytest.TempPathFactory
+) -> PublishedChat:
+    """The tiny chat Llama published as `chat` (FP32, with a vLLM model for GPUs) and `chat_int4`."""
+    fp32, int4 = tiny_chat_genai.variants["fp32"].directory, tiny_chat_genai.variants["int4"].directory
+    assert fp32 is not None and int4 is not None
+    root = tmp_path_factory.mktemp("llm-repository")
+    vllm = VllmDeployment("s3://temper-merged/jobs/tiny-chat/merged", load_format="runai_streamer")
+    publish_causal_lm(root, CHAT_MODEL, 1, fp32, "fp32", vllm=vllm)
+    publish_causal_lm(root, CHAT_INT4_MODEL, 1, int4, "int4")
+    return PublishedChat(root=root, chat_template=(fp32 / "chat_template.jinja").read_text())
