@@ -11,12 +11,13 @@ import structlog
 from fastapi import FastAPI, Request
 
 from services.api.errors import install_error_handlers
-from services.api.routes import admin, datasets, health, jobs, models, studies
+from services.api.routes import admin, datasets, generate, health, jobs, models, studies
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
+from shared.serving.local_generation import LocalGenerationRunners
 from shared.settings import Settings, get_settings
 from shared.storage.factory import open_configured_stores
 from shared.teams.service import TeamService
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.session_factory = create_session_factory(engine, effects)
         app.state.local_runners = LocalRunners(settings.work_dir / "serving")
+        app.state.generation_runners = LocalGenerationRunners(settings.work_dir / "serving")
         if settings.bootstrap_admin_key is not None:
             with app.state.session_factory.begin() as session:
                 TeamService(session, settings.api_key_pepper.get_secret_value()).ensure_bootstrap_admin(
@@ -80,5 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)
+    app.include_router(generate.router)
     app.include_router(studies.router)
     return app

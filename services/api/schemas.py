@@ -63,6 +63,7 @@ class BaseModelOut(ApiModel):
     task_family: str
     source: str
     description: str | None
+    model_type: str | None
     created_at: datetime
 
 

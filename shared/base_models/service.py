@@ -91,8 +91,31 @@ class BaseModelService:
             description = f"{description} ({origin})" if description else origin[:1].upper() + origin[1:]
             source = f"store:{stored_prefix}"
         return self.base_models.add(
-            BaseModelEntry(name=name, task_family=task_family, source=source, description=description)
+            BaseModelEntry(
+                name=name,
+                task_family=task_family,
+                source=source,
+                description=description,
+                model_type=self._model_type(source),
+            )
         )
+
+    def _model_type(self, source: str) -> str | None:
+        """`model_type` from the weights' config.json: what submit checks a spec against."""
+        if source.startswith("store:"):
+            if self.store is None:
+                return None  # known to the workers only; their stages check the spec instead
+            key = f"{source.removeprefix('store:').strip('/')}/config.json"
+            try:
+                config = json.loads(self.store.get_bytes(key))
+            except ObjectNotFound as error:
+                raise InvalidInput(
+                    f"no config.json at store key '{key}'", details={"field": "source"}
+                ) from error
+        else:
+            config = json.loads((local_model_dir(source) / "config.json").read_text())
+        model_type = config.get("model_type")
+        return str(model_type) if model_type else None
 
     def _import_gguf(self, name: str, source: str) -> tuple[str, str]:
         """Convert the GGUF of `source` and upload the plain copy; return its prefix and a note of

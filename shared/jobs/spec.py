@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shared.data.columns import ColumnMapping
 from shared.pipeline.evaluate.gate import GateSpec
 from shared.pipeline.evaluate.metric_names import SUMMARY_METRICS_BY_TASK
-from shared.pipeline.spec import Hyperparameters, LoraConfig
+from shared.pipeline.spec import GENAI_PRECISIONS, GenAIPrecision, Hyperparameters, LoraConfig
 
 __all__ = [
     "ColumnMapping",
@@ -32,8 +32,6 @@ TaskName = Literal["text-classification", "causal-lm"]
 # qlora needs a CUDA GPU (refused at submit on a deployment without GPU workers); distill is for
 # text classification only (a student learns from a finished job's model).
 MethodName = Literal["full", "lora", "qlora", "freeze", "distill"]
-GenAIPrecision = Literal["fp32", "int4"]
-GENAI_PRECISIONS: tuple[GenAIPrecision, ...] = ("fp32", "int4")
 # The dataset task each job task trains on.
 DATASET_TASK_OF: dict[str, str] = {"text-classification": "text-classification", "causal-lm": "instruction"}
 

@@ -114,7 +114,8 @@ def read_conversion_marker(directory: Path) -> dict[str, object] | None:
     marker = directory / CONVERTED_MARKER
     if not marker.is_file():
         return None
-    return json.loads(marker.read_text())
+    recorded: dict[str, object] = json.loads(marker.read_text())
+    return recorded
 
 
 def convert_gguf_to_plain(gguf_path: Path, out_dir: Path) -> Path:

@@ -6,7 +6,13 @@ Plain data the pipeline reads; `shared.jobs.spec.JobSpec` composes these with wh
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+# What ONNX Runtime GenAI builds a causal LM to for CPU serving.
+GenAIPrecision = Literal["fp32", "int4"]
+GENAI_PRECISIONS: tuple[GenAIPrecision, ...] = ("fp32", "int4")
 
 
 class LoraConfig(BaseModel):

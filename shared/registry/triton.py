@@ -7,13 +7,20 @@ from shared.serving.triton_config import (
     onnx_model_name,
     tokenizer_model_name,
     trt_model_name,
+    vllm_model_name,
 )
 from shared.serving.triton_control import TritonControl
 from shared.storage.base import ObjectStore
 
 
 def published_models(repository_name: str, formats: list[str]) -> list[str]:
-    """The models of one published set, in the order Triton must load them (the ensemble last)."""
+    """The models of one published set, in the order Triton must load them (the ensemble last).
+
+    A causal LM is one generation model (and, on GPU deployments, its vLLM twin); a classifier is
+    the tokenizer step, the ONNX model (and TensorRT's), and the ensemble apps call.
+    """
+    if any(name.startswith("genai_") for name in formats):
+        return [repository_name, *([vllm_model_name(repository_name)] if "vllm" in formats else [])]
     models = [tokenizer_model_name(repository_name), onnx_model_name(repository_name)]
     if "tensorrt" in formats:
         models.append(trt_model_name(repository_name))

@@ -314,7 +314,7 @@ def publish_causal_lm(
             (
                 vllm_model_name(name),
                 vllm_model_config(name),
-                lambda folder: (folder / VLLM_ENGINE_ARGS_FILENAME).write_text(engine_args),
+                lambda folder: _write_text(folder / VLLM_ENGINE_ARGS_FILENAME, engine_args),
             )
         )
     for model_name, config, fill in models:
@@ -322,3 +322,7 @@ def publish_causal_lm(
         _write_version(model_dir, version, fill)
         _write_model_files(model_dir, config, None)
     return PublishedModel(name=name, version=version, root=root, models=[model for model, *_ in models])
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text)

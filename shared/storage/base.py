@@ -42,6 +42,11 @@ class ObjectStore(ABC):
         """Where the store lives, without secrets, e.g. "s3://minio:9000/temper" or "file:///data"."""
 
     @abstractmethod
+    def uri(self, key: str) -> str:
+        """How a program outside Temper names `key`: a filesystem path for a local store,
+        "s3://<bucket>/<key>" for S3 (the reader is given the endpoint on its own)."""
+
+    @abstractmethod
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
         """Upload a local file to `key`, replacing any object there."""
 

@@ -28,6 +28,9 @@ class LocalObjectStore(ObjectStore):
     def description(self) -> str:
         return self.root.as_uri()
 
+    def uri(self, key: str) -> str:
+        return str(self._path_for(key))
+
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
         with open(path, "rb") as source:
             return self.put_stream(key, source, content_type=content_type)

@@ -104,6 +104,9 @@ class MinioObjectStore(ObjectStore):
     def description(self) -> str:
         return f"{'s3s' if self.secure else 's3'}://{self.endpoint}/{self.bucket}"
 
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{validate_prefix(key)}"
+
     def ensure_bucket(self) -> None:
         """Create the bucket unless it exists; safe to call from several processes at once."""
         with self._translated_errors():

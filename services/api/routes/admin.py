@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from services.api import schemas
-from services.api.deps import AdminDep, PrincipalDep, SessionDep, SettingsDep
+from services.api.deps import AdminDep, PrincipalDep, SessionDep, SettingsDep, StoreDep
 from shared.base_models.service import BaseModelService
 from shared.teams.service import TeamService
 
@@ -62,5 +62,9 @@ def list_base_models(session: SessionDep, _: PrincipalDep) -> object:
     status_code=status.HTTP_201_CREATED,
     tags=["base-models"],
 )
-def register_base_model(body: schemas.BaseModelCreate, session: SessionDep, _: AdminDep) -> object:
-    return BaseModelService(session).register(body.name, body.task_family, body.source, body.description)
+def register_base_model(
+    body: schemas.BaseModelCreate, session: SessionDep, settings: SettingsDep, store: StoreDep, _: AdminDep
+) -> object:
+    """Add a base model to the catalog; a GGUF source is converted once to a plain copy in the store."""
+    service = BaseModelService(session, store=store, work_dir=settings.work_dir / "base_models")
+    return service.register(body.name, body.task_family, body.source, body.description)

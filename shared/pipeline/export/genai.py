@@ -29,16 +29,18 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from shared.errors import StageError
 from shared.pipeline.export.errors import ExportMismatch
+from shared.pipeline.sft_data import IGNORED_LABEL, encode_conversation
+from shared.pipeline.spec import GENAI_PRECISIONS, GenAIPrecision
 from shared.serving.python_backend.genai_stream import genai_model
 
-Precision = Literal["fp32", "int4"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "int4")
+Precision = GenAIPrecision
+PRECISIONS = GENAI_PRECISIONS
 ChatMessages = list[dict[str, str]]
 # Written into each built variant: what it was built from and how long it took.
 BUILD_RECORD = "temper-build.json"
@@ -142,7 +144,8 @@ class GenAIExportResult:
                 return [plain(item) for item in value]
             return value
 
-        return plain(asdict(self))
+        recorded: dict[str, Any] = plain(asdict(self))
+        return recorded
 
 
 @dataclass(frozen=True)
@@ -160,12 +163,33 @@ def chat_prompt_ids(tokenizer: Any, messages: ChatMessages) -> list[int]:
 
 
 def prepare_rows(tokenizer: Any, rows: Sequence[tuple[ChatMessages, str]]) -> PreparedRows:
-    """Answers end with the end-of-turn token: predicting where to stop is part of the answer."""
+    """Prompts and answers tokenized exactly as training labels them (`sft_data.encode_conversation`):
+    the answer is the template's rendering of it up to and including the end-of-turn token."""
     prompts, answers = [], []
     for messages, answer in rows:
-        prompts.append(chat_prompt_ids(tokenizer, messages))
-        answers.append([*tokenizer(answer, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id])
+        conversation = [*messages, {"role": "assistant", "content": answer}]
+        encoded = encode_conversation(tokenizer, conversation, max_length=1 << 30)
+        prompts.append(encoded.input_ids[: encoded.prompt_tokens])
+        answers.append(encoded.input_ids[encoded.prompt_tokens :])
     return PreparedRows(prompt_ids=prompts, answer_ids=answers)
+
+
+def pytorch_answer_losses(
+    model: Any, rows: PreparedRows, pad_id: int, max_length: int, batch_size: int = 4
+) -> list[tuple[float, int]]:
+    """The same per-row losses under PyTorch; rows longer than `max_length` lose their start, as in
+    `genai_answer_losses`, so both backends score the same tokens."""
+    from shared.pipeline.evaluate.generation import answer_losses
+
+    sequences = [
+        (prompt + answer)[-max_length:]
+        for prompt, answer in zip(rows.prompt_ids, rows.answer_ids, strict=True)
+    ]
+    labels = [
+        ([IGNORED_LABEL] * len(prompt) + answer)[-max_length:]
+        for prompt, answer in zip(rows.prompt_ids, rows.answer_ids, strict=True)
+    ]
+    return answer_losses(model, sequences, labels, pad_id, batch_size)
 
 
 def _perplexity(losses: Sequence[tuple[float, int]]) -> AnswerPerplexity:
@@ -260,7 +284,8 @@ def pytorch_greedy_tokens(
     )
     with torch.inference_mode():
         output = model.generate(torch.tensor([prompt_ids]), generation_config=config)
-    return output[0, len(prompt_ids) :].tolist()
+    tokens: list[int] = output[0, len(prompt_ids) :].tolist()
+    return tokens
 
 
 def compare_greedy(
@@ -417,8 +442,6 @@ def export_causal_lm_genai(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from shared.pipeline.evaluate.generation import answer_losses
-
     unknown = sorted(set(precisions) - set(PRECISIONS))
     if unknown or not precisions:
         raise ValueError(
@@ -447,7 +470,7 @@ def export_causal_lm_genai(
     reference_perplexity = None
     if rows is not None:
         with torch.inference_mode():
-            losses = answer_losses(model, rows.prompt_ids, rows.answer_ids, pad_id, 4, max_length)
+            losses = pytorch_answer_losses(model, rows, pad_id, max_length)
         reference_perplexity = _perplexity(losses)
     del model
 

@@ -204,7 +204,7 @@ class IncrementalDecoder:
         return self.tokenizer.decode(tokens, skip_special_tokens=True) if tokens else ""
 
 
-def genai_model(genai_dir: Path, threads: int | None = None):  # type: ignore[no-untyped-def]
+def genai_model(genai_dir: Path, threads: int | None = None) -> Any:
     """An `og.Model` over `genai_dir`, its CPU session limited to `threads` intra-op threads."""
     import onnxruntime_genai as og
 

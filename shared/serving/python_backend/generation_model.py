@@ -19,6 +19,8 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -31,12 +33,14 @@ GENERATION_CORE = "genai_stream.py"
 GENAI_SUBDIR = "genai"
 
 
-def _load_generation_core(version_dir: Path):  # type: ignore[no-untyped-def]
+def _load_generation_core(version_dir: Path) -> ModuleType:
     """Import genai_stream.py from this version's folder by path: Triton puts no model folder on
     sys.path, and a by-path import keeps two loaded versions from sharing one module."""
     spec = importlib.util.spec_from_file_location(
         f"temper_genai_stream_{abs(hash(str(version_dir)))}", version_dir / GENERATION_CORE
     )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {version_dir / GENERATION_CORE}")
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs: its dataclasses look their module up in sys.modules.
     sys.modules[spec.name] = module
@@ -66,7 +70,7 @@ class TritonPythonModel:
             self._generate(request)
         return None
 
-    def _generate(self, request) -> None:  # type: ignore[no-untyped-def]
+    def _generate(self, request: Any) -> None:
         sender = request.get_response_sender()
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
@@ -92,7 +96,7 @@ class TritonPythonModel:
         self.generator = None
 
 
-def _chunk_response(chunk):  # type: ignore[no-untyped-def]
+def _chunk_response(chunk: Any) -> Any:
     return pb_utils.InferenceResponse(
         output_tensors=[
             pb_utils.Tensor(TEXT_OUTPUT, np.array([chunk.text.encode("utf-8")], dtype=np.object_)),

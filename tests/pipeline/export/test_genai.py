@@ -15,7 +15,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from shared.pipeline.evaluate.generation import answer_losses
 from shared.pipeline.export import genai as genai_export
 from shared.pipeline.export.errors import ExportMismatch
 from shared.pipeline.export.genai import (
@@ -27,6 +26,7 @@ from shared.pipeline.export.genai import (
     export_causal_lm_genai,
     genai_answer_losses,
     prepare_rows,
+    pytorch_answer_losses,
 )
 from shared.serving.python_backend.genai_stream import genai_model
 from tests.support.llm_fixtures import alpaca_rows, user_turn
@@ -74,7 +74,9 @@ def test_genai_answer_losses_match_pytorch_row_by_row(
     onnx_losses = genai_answer_losses(genai_model(fp32_dir), rows, max_length=128)
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama).eval()
     with torch.inference_mode():
-        torch_losses = answer_losses(model, rows.prompt_ids, rows.answer_ids, tokenizer.pad_token_id, 3, 128)
+        torch_losses = pytorch_answer_losses(
+            model, rows, tokenizer.pad_token_id, max_length=128, batch_size=3
+        )
     for (onnx_nll, onnx_count), (torch_nll, torch_count) in zip(onnx_losses, torch_losses, strict=True):
         assert onnx_count == torch_count
         assert onnx_nll == pytest.approx(torch_nll, rel=1e-4)
