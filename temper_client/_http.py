@@ -47,7 +47,6 @@ class RetryPolicy:
         return ceiling * (0.5 + random.random() / 2)
 
 
-
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """The server's `Retry-After`, as seconds from now (it may be a number or an HTTP date)."""
     value = response.headers.get("retry-after")

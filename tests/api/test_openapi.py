@@ -135,7 +135,9 @@ def test_no_anonymous_object_where_a_named_model_fits(document: dict[str, Any]) 
             for field, field_schema in schema.get("properties", {}).items()
             for where in walk(field_schema, f"{name}.{field}")
         ]
-        inline += [where for key, value in schema.items() if key != "properties" for where in walk(value, name)]
+        inline += [
+            where for key, value in schema.items() if key != "properties" for where in walk(value, name)
+        ]
         assert inline == [], inline
 
 

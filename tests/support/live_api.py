@@ -8,9 +8,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+
+from services.api.main import create_app
+from shared.db.migrate import upgrade
+from shared.settings import Settings
+from tests.support.stack import ADMIN_KEY
 
 
 @contextmanager
@@ -38,3 +44,19 @@ def free_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return int(probe.getsockname()[1])
+
+
+@dataclass
+class LiveApi:
+    """The real API over HTTP on the embedded default (SQLite, local store; no worker: jobs stay queued)."""
+
+    url: str
+    admin_key: str
+    settings: Settings
+
+
+@contextmanager
+def running_api(settings: Settings) -> Iterator[LiveApi]:
+    upgrade(settings.resolved_database_url)
+    with serve(create_app(settings)) as url:
+        yield LiveApi(url=url, admin_key=ADMIN_KEY, settings=settings)
