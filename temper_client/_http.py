@@ -204,8 +204,14 @@ class HttpSession:
 
 
 def iter_sse(response: httpx.Response) -> Iterator[ServerSentEvent]:
-    """Server-sent events of a streamed answer, as they arrive."""
-    return EventSource(response).iter_sse()
+    """Server-sent events of a streamed answer, as they arrive.
+
+    An event with no data is not one: the SSE specification drops it. httpx-sse hands one over for
+    the blank line after a keep-alive comment (": ping") once an event id has been seen.
+    """
+    for event in EventSource(response).iter_sse():
+        if event.data:
+            yield event
 
 
 def _may_retry_transport(exc: httpx.TransportError, repeatable: bool) -> bool:

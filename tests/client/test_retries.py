@@ -8,6 +8,7 @@ carries the API's code, message and details.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -193,3 +194,25 @@ def test_errors_are_typed_by_status(
     with pytest.raises(expected_type) as raised:
         script.client(max_retries=0).jobs.get(JOB["id"])
     assert raised.value.code == code
+
+
+def test_a_keep_alive_comment_between_events_is_not_an_event() -> None:
+    """sse-starlette sends ": ping" every 15 s; the watch must skip it, not fail on it."""
+    event = {
+        "id": 7,
+        "type": "transition",
+        "from_status": "queued",
+        "to_status": "cancelled",
+        "message": None,
+        "data": {},
+        "created_at": JOB["created_at"],
+    }
+    stream = (
+        f"id: 7\r\nevent: transition\r\ndata: {json.dumps(event)}\r\n\r\n"
+        ": ping - 2026-11-02 10:00:15\r\n\r\n"
+        'event: end\r\ndata: {"job_id": "x"}\r\n\r\n'
+    )
+    script = Script(
+        httpx.Response(200, text=stream, headers={"content-type": "text/event-stream; charset=utf-8"})
+    )
+    assert [e.id for e in script.client().jobs.watch(JOB["id"])] == [7]
