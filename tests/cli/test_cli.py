@@ -142,6 +142,10 @@ def test_a_refusal_prints_the_message_and_its_details(cli_env: dict[str, str], t
     assert missing.exit_code == 1 and missing.stdout == ""
     assert len(missing.stderr.strip().splitlines()) == 1
     assert re.search(r"^error: job .* not found \(not_found, HTTP 404\)$", missing.stderr.strip())
+    # A single field error is its own message: said once, not repeated as details.
+    malformed = run(cli_env, "jobs", "get", "not-a-uuid")
+    assert malformed.exit_code == 1 and len(malformed.stderr.strip().splitlines()) == 1
+    assert "job_id: Input should be a valid UUID" in malformed.stderr
 
     rows = (
         [{"text": "fine", "label": "a"}, {"text": "", "label": "b"}]

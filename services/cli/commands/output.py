@@ -96,16 +96,17 @@ def report_failure(exc: TemperError) -> int:
             soft_wrap=True,
         )
         errors.print(
-            "start one with 'temper up' (it listens on http://127.0.0.1:8000), "
-            "or set TEMPER_API_URL to where one runs",
+            "start one with 'temper up', or set TEMPER_API_URL to where one runs",
             highlight=False,
             soft_wrap=True,
         )
     else:
         status = f", HTTP {exc.status_code}" if isinstance(exc, ApiError) else ""
         errors.print(f"[red]error:[/red] {exc.message} ({exc.code}{status})", highlight=False, soft_wrap=True)
-        if exc.details is not None:
-            errors.print(_detail_line(exc.details), highlight=False, soft_wrap=True, markup=False)
+        detail = _detail_line(exc.details) if exc.details is not None else ""
+        # A lone field error repeats the message; say it once.
+        if detail and detail.strip() not in exc.message:
+            errors.print(detail, highlight=False, soft_wrap=True, markup=False)
     return EXIT_UNREACHABLE if isinstance(exc, ApiUnreachable) else EXIT_REFUSED
 
 
