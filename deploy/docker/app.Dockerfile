@@ -19,13 +19,14 @@ RUN sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml > /tmp/torch.txt \
     && grep -q '^torch==' /tmp/torch.txt \
     && pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" --requirement /tmp/torch.txt
 # The dependencies as their own layer: an editable install of empty packages, the code comes after.
-RUN mkdir -p services shared \
-    && touch services/__init__.py shared/__init__.py \
+RUN mkdir -p services shared temper_client \
+    && touch services/__init__.py shared/__init__.py temper_client/__init__.py \
     && pip install --no-cache-dir -e .
 COPY alembic.ini ./
 COPY migrations ./migrations
 COPY shared ./shared
 COPY services ./services
+COPY temper_client ./temper_client
 
 FROM python:3.11.13-slim-bookworm AS runtime
 # DL3064 takes TOKENIZERS_PARALLELISM (a switch of the tokenizers library) for a secret.

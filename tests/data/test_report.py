@@ -4,18 +4,23 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from transformers import AutoTokenizer
 
 from shared.data.report import (
     MAX_EXAMPLES,
+    WORD_COUNT_SKIPPED,
     ClassificationProfile,
+    InstructionProfile,
     TextDigests,
     dataset_overlap,
     normalize_text,
     token_length_stats,
+    word_count,
 )
 from shared.data.validation import validate_classification
 from shared.jobs.spec import ColumnMapping
+from tests.support.datasets import sample_rows
 from tests.support.tiny_models import build_tiny_bert
 
 
@@ -148,3 +153,61 @@ def test_token_length_stats_with_a_real_tokenizer(tmp_path: Path) -> None:
     assert stats["tokens"]["p50"] == 4.0
     assert stats["truncated_rows"] == 1
     assert stats["truncated_share"] == round(1 / 3, 4)
+
+
+def test_chinese_rows_count_a_word_per_character_not_one_per_row() -> None:
+    texts = [row["text"] for row in sample_rows("chnsenticorp_htl", "test", 200)]
+    profile = _profile([(text, "a" if index % 2 else "b") for index, text in enumerate(texts)])
+
+    lengths = profile.report()["lengths"]
+
+    # Hotel reviews are mostly ideographs: words come close to characters, far from 1 per row.
+    assert lengths["words"]["p50"] >= 0.7 * lengths["chars"]["p50"]
+    assert lengths["words"]["p50"] > 20
+    assert lengths["words_skipped_rows"] == 0
+
+
+def test_english_word_counts_are_the_whitespace_split() -> None:
+    texts = [row["text"] for row in sample_rows("sms_spam", "test", 200)]
+    profile = _profile([(text, "a" if index % 2 else "b") for index, text in enumerate(texts)])
+
+    words = profile.report()["lengths"]["words"]
+
+    expected = np.array([len(normalize_text(text).split()) for text in texts])
+    assert words["max"] == int(expected.max())
+    assert words["p50"] == round(float(np.percentile(expected, 50)), 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("我用iPhone 12拍照", 6),  # 我 用 拍 照, then iPhone and 12
+        ("房间很大\uff0c床有2M宽\uff01", 8),  # 7 ideographs and "2M"; full-width punctuation is no word
+        ("東京タワーに行きました", 11),  # kanji and kana, one each
+        ("안녕하세요 반갑습니다", 2),  # Korean separates words with spaces
+        ("refund  please ", 2),
+        ("สวัสดีครับ", WORD_COUNT_SKIPPED),  # Thai: no spaces between words, not counted
+    ],
+)
+def test_word_count_by_script(text: str, words: int) -> None:
+    assert word_count(text) == words
+
+
+def test_rows_in_unspaced_scripts_are_left_out_of_word_lengths() -> None:
+    rows = [("สวัสดีครับ ผม", "a"), ("where is my parcel", "b"), ("refund", "a")]
+
+    lengths = _profile(rows).report()["lengths"]
+
+    assert lengths["words_skipped_rows"] == 1
+    assert (lengths["words"]["max"], lengths["words"]["mean"]) == (4, 2.5)
+
+
+def test_instruction_responses_in_chinese_count_words_per_character() -> None:
+    profile = InstructionProfile()
+    profile.add(1, "介绍一下你自己", "我是一个助手\uff0c很高兴认识你\u3002", "alpaca")
+    profile.add(2, "Say hi", "Hello there, friend.", "alpaca")
+
+    response = profile.report()["lengths"]["response"]
+
+    assert response["words"]["max"] == 12
+    assert response["words"]["p50"] == 7.5

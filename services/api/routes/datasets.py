@@ -7,6 +7,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from services.api import schemas
 from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from services.api.openapi import errors
 from shared.data.columns import ColumnMapping
 from shared.datasets.service import DatasetService, UploadLimits
 from shared.errors import InvalidInput
@@ -18,19 +19,30 @@ def _service(session, store, settings) -> DatasetService:
     return DatasetService(session, store, spool_dir=settings.work_dir / "uploads")
 
 
-@router.post("", response_model=schemas.Dataset, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=schemas.Dataset,
+    status_code=status.HTTP_201_CREATED,
+    operation_id="datasets_upload",
+    responses=errors(409, 413, 422),
+)
 def upload_dataset(
     session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
     principal: PrincipalDep,
-    file: Annotated[UploadFile, File(description="JSONL, CSV or Parquet")],
-    name: Annotated[str, Form(min_length=1, max_length=200)],
-    task: Annotated[str, Form()] = "text-classification",
-    text_column: Annotated[str, Form()] = "text",
-    label_column: Annotated[str, Form()] = "label",
-    text_pair_column: Annotated[str | None, Form()] = None,
+    file: Annotated[UploadFile, File(description="JSONL, CSV or Parquet; the extension names the format")],
+    name: Annotated[str, Form(min_length=1, max_length=200, examples=["tickets-train"])],
+    task: Annotated[str, Form(examples=["text-classification"])] = "text-classification",
+    text_column: Annotated[str, Form(description="The column holding the text", examples=["text"])] = "text",
+    label_column: Annotated[
+        str, Form(description="The column holding the label name", examples=["label"])
+    ] = "label",
+    text_pair_column: Annotated[
+        str | None, Form(description="A second text column, for pair tasks", examples=["question"])
+    ] = None,
 ) -> object:
+    """Upload a dataset file; every row is validated before it is stored (422 lists bad rows)."""
     mapping = ColumnMapping(text=text_column, label=label_column, text_pair=text_pair_column or None)
     if not file.filename:
         raise InvalidInput(
@@ -46,7 +58,7 @@ def upload_dataset(
     )
 
 
-@router.get("", response_model=list[schemas.Dataset])
+@router.get("", response_model=list[schemas.Dataset], operation_id="datasets_list", responses=errors(422))
 def list_datasets(
     session: SessionDep,
     store: StoreDep,
@@ -58,7 +70,9 @@ def list_datasets(
     return _service(session, store, settings).list(principal.team_id, limit=limit, task=task)
 
 
-@router.get("/{dataset_id}", response_model=schemas.Dataset)
+@router.get(
+    "/{dataset_id}", response_model=schemas.Dataset, operation_id="datasets_get", responses=errors(404, 422)
+)
 def get_dataset(
     dataset_id: uuid.UUID,
     session: SessionDep,
@@ -69,7 +83,12 @@ def get_dataset(
     return _service(session, store, settings).get(principal.team_id, dataset_id)
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="datasets_delete",
+    responses=errors(404, 409, 422),
+)
 def delete_dataset(
     dataset_id: uuid.UUID,
     session: SessionDep,

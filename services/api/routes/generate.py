@@ -17,6 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from services.api.deps import PrincipalDep, SessionDep, SettingsDep
+from services.api.openapi import errors
 from shared.errors import Conflict, InvalidInput, ServiceUnavailable
 from shared.registry.service import RegistryService
 
@@ -66,19 +67,30 @@ class GenerateRequest(BaseModel):
         return fields
 
 
-class Generated(BaseModel):
+class Generation(BaseModel):
+    """A whole generated answer."""
+
     model: str
     version: int
     text: str
     # "eos" (the model ended its turn), "length" (max_new_tokens reached) or "stop".
-    finish_reason: str | None
+    finish_reason: str | None = None
+    # Tokens generated (the end-of-turn token not counted), where the serving path counts them.
     tokens: int | None = None
 
 
 @router.post(
     "/{name}/generate",
-    response_model=Generated,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "With stream: true, SSE events"}},
+    operation_id="models_generate",
+    response_model=Generation,
+    responses={
+        200: {
+            "description": "The answer; with `stream: true`, server-sent events instead: `token` events "
+            '(`data: {"text": ...}`) as it is generated, then one `end` event (`data: {"finish_reason", "tokens"}`)',
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **errors(404, 409, 422, 503),
+    },
 )
 def generate(
     name: str,
@@ -107,7 +119,7 @@ def generate(
     for chunk in chunks:
         text.append(chunk["text"])
         finish_reason, tokens = chunk.get("finish_reason") or finish_reason, chunk.get("tokens", tokens)
-    return Generated(
+    return Generation(
         model=name, version=version, text="".join(text), finish_reason=finish_reason, tokens=tokens
     )
 

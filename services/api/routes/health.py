@@ -4,19 +4,27 @@ import asyncio
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.api.openapi import text_answer
+from services.api.schemas import HealthStatus, ReadyStatus
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthStatus, operation_id="health_live")
 def healthz() -> dict:
     """The process is up. Says nothing about its dependencies (that is /readyz)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadyStatus,
+    operation_id="health_ready",
+    responses={503: {"model": ReadyStatus, "description": "Not ready: a failed check says why"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """Ready to serve: the database, the broker and the object store answer."""
     state = request.app.state
@@ -30,8 +38,14 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": results})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    operation_id="health_metrics",
+    response_class=PlainTextResponse,
+    responses=text_answer("text/plain", "Prometheus metrics in the text exposition format"),
+)
 def metrics() -> Response:
+    """Prometheus metrics of this API process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -6,11 +6,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
 from services.api import schemas
 from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from services.api.openapi import errors, json_document, text_answer
 from services.api.presenters import present_files, present_job
 from shared.errors import InvalidInput, NotFound
 from shared.jobs.layout import JobLayout
@@ -26,15 +27,31 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 SSE_POLL_INTERVAL_S = 0.5
 
 
-@router.post("", response_model=schemas.Job, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=schemas.Job,
+    status_code=status.HTTP_201_CREATED,
+    operation_id="jobs_create",
+    responses={
+        200: {
+            "model": schemas.Job,
+            "description": "The job an earlier request with this Idempotency-Key made",
+        },
+        **errors(422, 429),
+    },
+)
 def submit_job(
     body: schemas.JobCreate,
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
     principal: PrincipalDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Sending the same key again returns the first job, not a new one"),
+    ] = None,
 ) -> object:
+    """Submit a fine-tuning job; it is queued and validated by a worker."""
     spec = JobSpec.model_validate(body.model_dump(exclude={"name"}))
     team = TeamRepository(session).get(principal.team_id)
     limit = (team.max_concurrent_jobs if team else None) or settings.max_concurrent_jobs_per_team
@@ -47,7 +64,7 @@ def submit_job(
     return present_job(outcome.job)
 
 
-@router.get("", response_model=schemas.Page[schemas.Job])
+@router.get("", response_model=schemas.JobPage, operation_id="jobs_list", responses=errors(422))
 def list_jobs(
     session: SessionDep,
     principal: PrincipalDep,
@@ -59,17 +76,28 @@ def list_jobs(
     return {"items": [present_job(job) for job in jobs], "next_cursor": next_cursor}
 
 
-@router.get("/{job_id}", response_model=schemas.Job)
+@router.get("/{job_id}", response_model=schemas.Job, operation_id="jobs_get", responses=errors(404, 422))
 def get_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
     return present_job(JobService(session).get(principal.team_id, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=schemas.Job, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{job_id}/cancel",
+    response_model=schemas.Job,
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="jobs_cancel",
+    responses=errors(404, 409, 422),
+)
 def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
     return present_job(JobService(session).request_cancel(principal.team_id, job_id))
 
 
-@router.get("/{job_id}/events", response_model=schemas.EventPage)
+@router.get(
+    "/{job_id}/events",
+    response_model=schemas.EventPage,
+    operation_id="jobs_events_list",
+    responses=errors(404, 422),
+)
 def list_events(
     job_id: uuid.UUID,
     session: SessionDep,
@@ -84,7 +112,19 @@ def list_events(
     return {"items": events, "next_after": next_after}
 
 
-@router.get("/{job_id}/events/stream")
+@router.get(
+    "/{job_id}/events/stream",
+    operation_id="jobs_events_stream",
+    response_class=EventSourceResponse,
+    responses={
+        **text_answer(
+            "text/event-stream",
+            "Server-sent events: `id` is the event id, `event` its type, `data` a JobEvent as JSON; "
+            "a last `end` event when the job has finished. Reconnect with `after` = the last id.",
+        ),
+        **errors(404, 422),
+    },
+)
 async def stream_events(
     job_id: uuid.UUID, request: Request, principal: PrincipalDep, after: Annotated[int, Query(ge=0)] = 0
 ) -> EventSourceResponse:
@@ -119,7 +159,12 @@ async def stream_events(
     return EventSourceResponse(generate())
 
 
-@router.get("/{job_id}/metrics", response_model=list[schemas.MetricSeries])
+@router.get(
+    "/{job_id}/metrics",
+    response_model=list[schemas.MetricSeries],
+    operation_id="jobs_metrics_list",
+    responses=errors(404, 422),
+)
 def get_metrics(
     job_id: uuid.UUID,
     session: SessionDep,
@@ -133,7 +178,12 @@ def get_metrics(
     return [{"name": key, "points": points} for key, points in sorted(series.items())]
 
 
-@router.get("/{job_id}/checkpoints", response_model=list[schemas.Checkpoint])
+@router.get(
+    "/{job_id}/checkpoints",
+    response_model=list[schemas.Checkpoint],
+    operation_id="jobs_checkpoints_list",
+    responses=errors(404, 422),
+)
 def list_checkpoints(
     job_id: uuid.UUID,
     request: Request,
@@ -153,7 +203,12 @@ def list_checkpoints(
     ]
 
 
-@router.get("/{job_id}/artifacts", response_model=list[schemas.CheckpointFile])
+@router.get(
+    "/{job_id}/artifacts",
+    response_model=list[schemas.CheckpointFile],
+    operation_id="jobs_artifacts_list",
+    responses=errors(404, 422),
+)
 def list_artifacts(
     job_id: uuid.UUID,
     request: Request,
@@ -168,7 +223,11 @@ def list_artifacts(
     return [file for file in files if not file["path"].startswith("checkpoints/")]
 
 
-@router.get("/{job_id}/evaluation")
+@router.get(
+    "/{job_id}/evaluation",
+    operation_id="jobs_evaluation_get",
+    responses={**json_document("The evaluation report"), **errors(404, 422)},
+)
 def get_evaluation(
     job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
 ) -> Response:
@@ -176,7 +235,12 @@ def get_evaluation(
     return _evaluation_file(job_id, session, store, principal, "report.json", "application/json")
 
 
-@router.get("/{job_id}/evaluation.html")
+@router.get(
+    "/{job_id}/evaluation.html",
+    operation_id="jobs_evaluation_html_get",
+    response_class=HTMLResponse,
+    responses=errors(404, 422),
+)
 def get_evaluation_html(
     job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
 ) -> Response:
@@ -193,7 +257,15 @@ def _evaluation_file(job_id, session, store, principal, name: str, media_type: s
     return Response(content=content, media_type=media_type)
 
 
-@router.get("/{job_id}/files/{path:path}")
+@router.get(
+    "/{job_id}/files/{path:path}",
+    operation_id="jobs_files_download",
+    response_class=StreamingResponse,
+    responses={
+        **text_answer("application/octet-stream", "The file's bytes", binary=True),
+        **errors(404, 422),
+    },
+)
 def download_file(
     job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: PrincipalDep
 ):

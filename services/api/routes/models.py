@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.api import schemas
 from services.api.deps import PrincipalDep, SessionDep, SettingsDep
+from services.api.openapi import errors
 from shared.errors import Conflict, ServiceUnavailable
 from shared.registry.service import RegistryService
 from shared.registry.triton import published_models
@@ -17,7 +19,10 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"texts": ["my parcel never arrived", "I was charged twice"]}]},
+    )
     texts: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=20_000)]], Field(min_length=1, max_length=256)
     ]
@@ -44,12 +49,12 @@ def _version_out(version) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", response_model=list[schemas.RegisteredModel], operation_id="models_list", responses=errors())
 def list_models(session: SessionDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     return [_model_out(model) for model in RegistryService(session).list_models(principal.team_id)]
 
 
-@router.get("/{name}")
+@router.get("/{name}", response_model=schemas.ModelDetail, operation_id="models_get", responses=errors(404))
 def get_model(name: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     service = RegistryService(session)
     model = service.get_model(principal.team_id, name)
@@ -61,14 +66,24 @@ def get_model(name: str, session: SessionDep, principal: PrincipalDep) -> dict[s
     }
 
 
-@router.get("/{name}/versions")
+@router.get(
+    "/{name}/versions",
+    response_model=list[schemas.ModelVersion],
+    operation_id="models_versions_list",
+    responses=errors(404),
+)
 def list_versions(name: str, session: SessionDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     return [
         _version_out(version) for version in RegistryService(session).list_versions(principal.team_id, name)
     ]
 
 
-@router.post("/{name}/versions/{version}/promote")
+@router.post(
+    "/{name}/versions/{version}/promote",
+    response_model=schemas.RegisteredModel,
+    operation_id="models_versions_promote",
+    responses=errors(404, 422),
+)
 def promote(name: str, version: int, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     """Make `version` the production version; Triton loads it once the change is committed."""
     service = RegistryService(session)
@@ -77,7 +92,12 @@ def promote(name: str, version: int, session: SessionDep, principal: PrincipalDe
     return _model_out(model)
 
 
-@router.post("/{name}/rollback")
+@router.post(
+    "/{name}/rollback",
+    response_model=schemas.RegisteredModel,
+    operation_id="models_rollback",
+    responses=errors(404, 409),
+)
 def rollback(name: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     """Back to the previous production version; Triton loads it once the change is committed."""
     service = RegistryService(session)
@@ -86,7 +106,12 @@ def rollback(name: str, session: SessionDep, principal: PrincipalDep) -> dict[st
     return _model_out(model)
 
 
-@router.post("/{name}/predict")
+@router.post(
+    "/{name}/predict",
+    response_model=schemas.PredictResponse,
+    operation_id="models_predict",
+    responses=errors(404, 409, 422, 503),
+)
 def predict(
     name: str,
     body: PredictRequest,

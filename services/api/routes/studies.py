@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from services.api import schemas
 from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from services.api.openapi import errors
 from shared.studies.report import study_summary, study_view
 from shared.studies.service import StudyService
 from shared.studies.spec import StudySpec
@@ -70,14 +71,44 @@ class Study(StudySummary):
     variants: list[StudyVariant]
 
 
+class StudyCreate(StudySpec):
+    """A study: the base spec (a JobCreate without name) runs as variant 0, then each variant."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "learning-rate sweep",
+                    "base_spec": {
+                        "base_model": "minilm",
+                        "train_dataset_id": "0b7c6a4e-2f1d-4c8e-9a51-3d2f7e8b9c10",
+                        "test_dataset_id": "5e3a9d21-7c4b-4f0e-8d6a-1b2c3d4e5f60",
+                    },
+                    "variants": {
+                        "mode": "grid",
+                        "grid": {"hyperparameters.learning_rate": [5e-5, 1e-4, 2e-4]},
+                    },
+                    "metric": "f1_macro",
+                }
+            ]
+        }
+    )
+
+
 class StudyPage(BaseModel):
     items: list[StudySummary]
     next_cursor: str | None = None
 
 
-@router.post("", response_model=Study, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=Study,
+    status_code=status.HTTP_201_CREATED,
+    operation_id="studies_create",
+    responses=errors(422),
+)
 def create_study(
-    body: StudySpec,
+    body: StudyCreate,
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,
@@ -90,7 +121,7 @@ def create_study(
     return study_view(study, service.variants(study), store)
 
 
-@router.get("", response_model=StudyPage)
+@router.get("", response_model=StudyPage, operation_id="studies_list", responses=errors(422))
 def list_studies(
     session: SessionDep,
     principal: PrincipalDep,
@@ -106,14 +137,20 @@ def list_studies(
     }
 
 
-@router.get("/{study_id}", response_model=Study)
+@router.get("/{study_id}", response_model=Study, operation_id="studies_get", responses=errors(404, 422))
 def get_study(study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep) -> object:
     service = StudyService(session)
     study = service.get(principal.team_id, study_id)
     return study_view(study, service.variants(study), store)
 
 
-@router.post("/{study_id}/cancel", response_model=Study, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{study_id}/cancel",
+    response_model=Study,
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="studies_cancel",
+    responses=errors(404, 409, 422),
+)
 def cancel_study(
     study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
 ) -> object:

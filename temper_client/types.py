@@ -1,0 +1,307 @@
+"""Typed answers of the Temper API, one model per resource (`temper_client.types`).
+
+They mirror the API's response schemas (a test checks the fields against the served OpenAPI
+document). Unknown fields are kept, not refused, so an older client still reads a newer server.
+Free-form documents (a job's spec and result, a dataset's report, an evaluation report) stay dicts:
+their shape depends on the task and grows with the platform.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Resource(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Team(Resource):
+    id: uuid.UUID
+    name: str
+    max_concurrent_jobs: int | None = None
+    created_at: datetime
+
+
+class ApiKey(Resource):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    name: str
+    prefix: str
+    is_admin: bool
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyIssued(ApiKey):
+    key: str = Field(description="The key itself; the API shows it once")
+
+
+class BaseModelEntry(Resource):
+    """A base model in the catalog that jobs fine-tune."""
+
+    id: uuid.UUID
+    name: str
+    task_family: str
+    source: str
+    description: str | None = None
+    # The architecture (`config.model_type`), read when the model was registered.
+    model_type: str | None = None
+    created_at: datetime
+
+
+class Dataset(Resource):
+    id: uuid.UUID
+    name: str
+    task: str
+    format: str
+    filename: str
+    sha256: str
+    size_bytes: int
+    row_count: int
+    labels: list[str]
+    column_mapping: dict[str, Any]
+    report: dict[str, Any]
+    created_at: datetime
+
+
+class JobError(Resource):
+    code: str
+    message: str | None = None
+    stage: str | None = None
+
+
+class JobProgress(Resource):
+    step: int = 0
+    total_steps: int = 0
+    epoch: float | None = None
+    percent: float = 0.0
+    loss: float | None = None
+    learning_rate: float | None = None
+    samples_per_second: float | None = None
+    # Instruction tuning counts real (non-padding) tokens too.
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+JobStatus = Literal[
+    "queued",
+    "validating",
+    "training",
+    "evaluating",
+    "exporting",
+    "publishing",
+    "succeeded",
+    "failed",
+    "cancelling",
+    "cancelled",
+]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Job(Resource):
+    id: uuid.UUID
+    name: str | None = None
+    status: str
+    stage: str | None = None
+    attempt: int
+    completed_stages: list[str]
+    progress: JobProgress
+    latest_metrics: dict[str, float]
+    error: JobError | None = None
+    spec: dict[str, Any]
+    result: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobPage(Resource):
+    items: list[Job]
+    next_cursor: str | None = None
+
+
+class JobEvent(Resource):
+    """One entry of a job's history: a transition, progress, a log line, a checkpoint, ..."""
+
+    id: int
+    type: str
+    from_status: str | None = None
+    to_status: str | None = None
+    message: str | None = None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class EventPage(Resource):
+    items: list[JobEvent]
+    next_after: int | None = None
+
+
+class MetricPoint(Resource):
+    name: str
+    value: float
+    step: int
+    epoch: float | None = None
+
+
+class MetricSeries(Resource):
+    name: str
+    points: list[MetricPoint]
+
+
+class ArtifactFile(Resource):
+    """A file of a job (a checkpoint's, or an output) with where to download it."""
+
+    path: str
+    size: int
+    download_url: str
+
+
+class Checkpoint(Resource):
+    id: uuid.UUID
+    step: int
+    epoch: float | None = None
+    size_bytes: int
+    metrics: dict[str, Any]
+    created_at: datetime
+    object_prefix: str
+    files: list[ArtifactFile] = []
+
+
+class RegisteredModel(Resource):
+    """A published model: its name, where Triton finds it, and the production version."""
+
+    name: str
+    repository_name: str
+    task: str
+    production_version: int | None = None
+    created_at: datetime
+
+
+class ModelDetail(RegisteredModel):
+    versions: list[int]
+    models: list[str] = Field(description="The Triton model names of the newest version")
+
+
+class ModelVersion(Resource):
+    version: int
+    job_id: uuid.UUID
+    formats: list[str]
+    lineage: dict[str, Any]
+    created_at: datetime
+
+
+class Prediction(Resource):
+    label: str
+    scores: dict[str, float]
+
+
+class PredictResult(Resource):
+    model: str
+    version: int
+    predictions: list[Prediction]
+
+
+class ChatMessage(Resource):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Generation(Resource):
+    """A whole generated answer (`models.generate`)."""
+
+    model: str
+    version: int
+    text: str
+    # "eos" (the model ended its turn), "length" or "stop".
+    finish_reason: str | None = None
+    # Where the serving path counts them (the embedded runner does; Triton's stream does not).
+    tokens: int | None = None
+
+
+class GenerationToken(Resource):
+    """A piece of text as it is generated (`models.generate_stream`)."""
+
+    text: str
+
+
+class GenerationEnd(Resource):
+    """The last event of a generation stream: why it stopped and how many tokens it made."""
+
+    finish_reason: str | None = None
+    tokens: int | None = None
+
+
+class StudyVariantError(Resource):
+    code: str
+    message: str | None = None
+    stage: str | None = None
+
+
+class StudyVariantChange(Resource):
+    """The variant's metric minus the base variant's on the same test rows, with a bootstrap CI."""
+
+    metric: str
+    delta: float
+    low: float | None = None
+    high: float | None = None
+    confidence: float
+    rows: int
+
+
+class StudyVariant(Resource):
+    position: int
+    overrides: dict[str, Any]
+    status: str
+    job_id: uuid.UUID | None = None
+    job_status: str | None = None
+    metric_value: float | None = None
+    rank: int | None = None
+    error: StudyVariantError | None = None
+    change: StudyVariantChange | None = None
+    change_summary: str | None = None
+
+
+class StudySummary(Resource):
+    id: uuid.UUID
+    name: str | None = None
+    status: str
+    mode: str | None = None
+    metric: str
+    direction: str
+    max_concurrency: int
+    trial_budget: int
+    variant_count: int
+    best: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Study(StudySummary):
+    base_spec: dict[str, Any]
+    variants_spec: dict[str, Any]
+    result: dict[str, Any]
+    variants: list[StudyVariant]
+
+
+class StudyPage(Resource):
+    items: list[StudySummary]
+    next_cursor: str | None = None
+
+
+class Readiness(Resource):
+    """`GET /readyz`: whether the API's database, broker and object store answer."""
+
+    ready: bool
+    checks: dict[str, dict[str, Any]]

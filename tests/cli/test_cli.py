@@ -1,0 +1,166 @@
+"""The `temper` command line: described everywhere, short and non-zero on expected failures, and
+working end to end on the real API (through the SDK) with tables for people and --json for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from services.cli.main import app
+from tests.support.live_api import LiveApi, free_port
+from tests.support.stack import REPO_ROOT
+from tests.support.tickets import write_rows
+
+runner = CliRunner()
+
+
+def commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from commands(sub, (*path, name))
+
+
+def test_every_command_and_option_has_a_description() -> None:
+    root = typer.main.get_command(app)
+    paths = []
+    for path, command in commands(root):
+        paths.append(" ".join(path))
+        assert (command.help or "").strip(), f"'temper {' '.join(path)}' has no help text"
+        for param in command.params:
+            if param.name == "help":
+                continue
+            assert (getattr(param, "help", None) or "").strip(), (
+                f"'temper {' '.join(path)}': {param.name} has no help"
+            )
+        shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, shown.output
+        first_words = " ".join(command.help.split()[:4])
+        assert first_words in " ".join(shown.stdout.split()), (path, shown.stdout)
+    # The groups the users asked for are there.
+    for expected in (
+        "jobs list",
+        "studies list",
+        "admin revoke-key",
+        "models versions",
+        "generate",
+        "datasets upload",
+    ):
+        assert expected in paths
+
+
+def test_jobs_list_without_an_api_says_where_it_looked_in_two_lines() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TEMPER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "jobs", "list"],
+        cwd=REPO_ROOT,
+        env={**env, "TEMPER_API_URL": url, "COLUMNS": "40"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 2, result.stderr
+    assert url in lines[0] and "connection refused" in lines[0]
+    assert "temper up" in result.stderr and "TEMPER_API_URL" in result.stderr
+
+
+@pytest.fixture
+def cli_env(live_api: LiveApi) -> dict[str, str]:
+    return {"TEMPER_API_URL": live_api.url, "TEMPER_API_KEY": live_api.admin_key, "COLUMNS": "200"}
+
+
+def run(env: dict[str, str], *args: str, key: str | None = None) -> Any:
+    result = runner.invoke(app, list(args), env={**env, **({"TEMPER_API_KEY": key} if key else {})})
+    return result
+
+
+def run_json(env: dict[str, str], *args: str, key: str | None = None) -> Any:
+    result = run(env, *args, "--json", key=key)
+    assert result.exit_code == 0, (args, result.output)
+    return json.loads(result.stdout)
+
+
+def test_the_cli_on_the_real_api(cli_env: dict[str, str], tmp_path: Path, tiny_base_model: Path) -> None:
+    assert (
+        run(
+            cli_env, "admin", "register-base-model", "tiny-bert", "--source", f"local:{tiny_base_model}"
+        ).exit_code
+        == 0
+    )
+    team = run_json(cli_env, "admin", "create-team", "research")
+    issued = run_json(cli_env, "admin", "create-key", team["id"], "--name", "ci")
+    key = issued["key"]
+
+    dataset = run_json(
+        cli_env, "datasets", "upload", str(write_rows(tmp_path / "t.jsonl", 30)), "--name", "t", key=key
+    )
+    assert dataset["row_count"] == 30
+    listed = run(cli_env, "datasets", "list", key=key)
+    assert listed.exit_code == 0 and dataset["id"] in listed.stdout
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base_model": "tiny-bert", "train_dataset_id": dataset["id"]}))
+    job = run_json(cli_env, "jobs", "submit", str(spec), "--name", "first", key=key)
+    assert job["status"] == "queued" and job["name"] == "first"
+    assert [item["id"] for item in run_json(cli_env, "jobs", "list", key=key)] == [job["id"]]
+    table = run(cli_env, "jobs", "list", key=key)
+    assert job["id"] in table.stdout and "queued" in table.stdout
+
+    cancelled = run(cli_env, "jobs", "cancel", job["id"], key=key)
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.stdout
+    watched = run(cli_env, "jobs", "watch", job["id"], "--json", key=key)
+    events = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert [event["to_status"] for event in events] == ["queued", "cancelling", "cancelled"]
+
+    assert run_json(cli_env, "studies", "list", key=key) == []
+    assert run_json(cli_env, "models", "list", key=key) == []
+
+    keys = run_json(cli_env, "admin", "list-keys", team["id"])
+    assert [entry["id"] for entry in keys] == [issued["id"]]
+    revoked = run(cli_env, "admin", "revoke-key", issued["id"])
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    refused = run(cli_env, "jobs", "list", key=key)
+    assert refused.exit_code == 1 and "not_authenticated" in refused.stderr
+
+
+def test_a_refusal_prints_the_message_and_its_details(cli_env: dict[str, str], tmp_path: Path) -> None:
+    missing = run(cli_env, "jobs", "get", str(uuid.uuid4()))
+    assert missing.exit_code == 1 and missing.stdout == ""
+    assert len(missing.stderr.strip().splitlines()) == 1
+    assert re.search(r"^error: job .* not found \(not_found, HTTP 404\)$", missing.stderr.strip())
+    # A single field error is its own message: said once, not repeated as details.
+    malformed = run(cli_env, "jobs", "get", "not-a-uuid")
+    assert malformed.exit_code == 1 and len(malformed.stderr.strip().splitlines()) == 1
+    assert "job_id: Input should be a valid UUID" in malformed.stderr
+
+    rows = (
+        [{"text": "fine", "label": "a"}, {"text": "", "label": "b"}]
+        + [{"text": f"row {i}", "label": "ab"[i % 2]} for i in range(5)]
+        + [{"text": None, "label": "a"}] * 5
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    refused = run(cli_env, "datasets", "upload", str(bad), "--name", "bad")
+    lines = refused.stderr.strip().splitlines()
+    assert refused.exit_code == 1 and len(lines) == 2, refused.stderr
+    assert "(invalid_input, HTTP 422)" in lines[0]
+    assert lines[1].strip().startswith("row 2: ") and "and 3 more (--json for all)" in lines[1]
+
+    as_json = run(cli_env, "datasets", "upload", str(bad), "--name", "bad", "--json")
+    assert as_json.exit_code == 1 and as_json.stdout == ""
+    error = json.loads(as_json.stderr)["error"]
+    assert error["code"] == "invalid_input" and len(error["details"]["errors"]) == 6
