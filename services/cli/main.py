@@ -67,12 +67,18 @@ def up(
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="The port the demo's API listens on.")] = 8765,
-    epochs: Annotated[float, typer.Option(help="Training epochs of the demo job.")] = 3.0,
+    epochs: Annotated[float, typer.Option(help="Training epochs of the classification demo job.")] = 3.0,
+    instruct: Annotated[
+        bool,
+        typer.Option(
+            help="Instruction-tune SmolLM2 instead: LoRA, evaluation against the base model, generate."
+        ),
+    ] = False,
 ) -> None:
-    """The whole job on the embedded default: register MiniLM, upload the demo set, train, report."""
+    """A whole job on the embedded default: a MiniLM classifier, or (--instruct) an instruction-tuned SmolLM2."""
     from services.cli.demo import run_demo
 
-    run_demo(port=port, epochs=epochs)
+    run_demo(port=port, epochs=epochs, instruct=instruct)
 
 
 @db_app.command("upgrade")
