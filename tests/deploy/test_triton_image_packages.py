@@ -25,13 +25,21 @@ from google.protobuf import json_format
 from transformers import AutoTokenizer
 
 from shared.serving import python_backend
-from shared.serving.triton_config import ServingOptions, tokenizer_model_config
+from shared.serving.triton_config import (
+    GenerationServingOptions,
+    ServingOptions,
+    generation_model_config,
+    tokenizer_model_config,
+)
+from shared.serving.triton_repository import publish_causal_lm
 from tests.support.stack import REPO_ROOT
 
 REQUIREMENTS = REPO_ROOT / "deploy" / "docker" / "triton" / "requirements.txt"
 HARNESS = Path(__file__).parent / "backend_harness"
 BACKEND_DIR = Path(python_backend.__file__).parent
-MODEL_FILES = sorted(path for path in BACKEND_DIR.glob("*.py") if path.name != "__init__.py")
+BACKEND_FILES = sorted(path for path in BACKEND_DIR.glob("*.py") if path.name != "__init__.py")
+# The models Triton loads (a model.py each); the other files ship beside one (the generation core).
+MODEL_FILES = [path for path in BACKEND_FILES if "class TritonPythonModel" in path.read_text()]
 
 
 def _python_like_tritons() -> str:
@@ -108,7 +116,7 @@ def test_the_environment_has_the_serving_packages_and_none_of_temper_nor_torch(t
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("model_py", MODEL_FILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("model_py", BACKEND_FILES, ids=lambda path: path.name)
 def test_every_python_backend_model_imports_with_the_triton_packages(
     triton_python: Path, model_py: Path
 ) -> None:
@@ -120,8 +128,11 @@ def test_every_python_backend_model_imports_with_the_triton_packages(
 # -- initialize / execute ------------------------------------------------------------------------------
 
 
-def _tokenizer_case(tmp_path: Path, tiny_base_model: Path) -> tuple[dict, dict[str, np.ndarray], Callable]:
+def _tokenizer_case(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[dict, dict[str, np.ndarray], Callable]:
     """The ensemble's tokenizer step, laid out as publish writes it: <name>_tokenizer/1/tokenizer/."""
+    tiny_base_model: Path = request.getfixturevalue("tiny_base_model")
     model_dir = tmp_path / "tickets_tokenizer"
     tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
     tokenizer.save_pretrained(model_dir / "1" / "tokenizer")
@@ -148,9 +159,39 @@ def _tokenizer_case(tmp_path: Path, tiny_base_model: Path) -> tuple[dict, dict[s
     return args, inputs, check
 
 
+def _generation_case(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[dict, dict[str, np.ndarray], Callable]:
+    """The decoupled generation model as publish writes it, over the tiny chat Llama's FP32 build:
+    its streamed chunks must join into the answer the model learned, ending at its end of turn."""
+    genai = request.getfixturevalue("tiny_chat_genai")
+    question, answer = request.getfixturevalue("tiny_chat_pairs")[0]
+    genai_dir = genai.variants["fp32"].directory
+    published = publish_causal_lm(tmp_path / "repository", "assistant", 1, genai_dir, "fp32")
+    config = generation_model_config("assistant", "fp32", GenerationServingOptions())
+    args = {
+        "model_config": json.dumps(json_format.MessageToDict(config, preserving_proto_field_name=True)),
+        "model_repository": str(published.root / "assistant"),
+        "model_version": "1",
+        "model_name": "assistant",
+    }
+    body = json.dumps({"prompt": question, "max_new_tokens": 48}).encode()
+    inputs = {"REQUEST": np.array([body], dtype=np.object_)}
+
+    def check(outputs: dict[str, np.ndarray]) -> None:
+        count = int(outputs["__final__"][0]) + 1
+        texts = [outputs[f"TEXT__{index}"][0].decode() for index in range(count)]
+        assert count > 2 and "".join(texts) == answer
+        assert (
+            bool(outputs[f"FINISHED__{count - 1}"][0]) and outputs[f"FINISH_REASON__{count - 1}"][0] == b"eos"
+        )
+
+    return args, inputs, check
+
+
 # Model file -> how to run it. A Python-backend model added under shared/serving/python_backend/
-# (the ORT GenAI generation model, for one) needs its case here: the test below fails until it has one.
-EXECUTE_CASES = {"tokenizer_model.py": _tokenizer_case}
+# needs its case here: the test below fails until it has one.
+EXECUTE_CASES = {"tokenizer_model.py": _tokenizer_case, "generation_model.py": _generation_case}
 
 
 def test_every_python_backend_model_has_an_execute_case() -> None:
@@ -164,9 +205,9 @@ def test_every_python_backend_model_has_an_execute_case() -> None:
     "model_py", [path for path in MODEL_FILES if path.name in EXECUTE_CASES], ids=lambda path: path.name
 )
 def test_python_backend_model_runs_with_the_triton_packages(
-    triton_python: Path, model_py: Path, tmp_path: Path, tiny_base_model: Path
+    triton_python: Path, model_py: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    args, inputs, check = EXECUTE_CASES[model_py.name](tmp_path, tiny_base_model)
+    args, inputs, check = EXECUTE_CASES[model_py.name](tmp_path, request)
     (tmp_path / "args.json").write_text(json.dumps(args))
     np.savez(tmp_path / "inputs.npz", **inputs)
 

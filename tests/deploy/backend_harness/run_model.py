@@ -3,7 +3,9 @@
     python run_model.py imports MODEL_PY
         every module MODEL_PY imports (at the top or inside functions) imports, then MODEL_PY itself
     python run_model.py execute MODEL_PY ARGS_JSON INPUTS_NPZ OUTPUTS_NPZ
-        TritonPythonModel().initialize(args), execute([one request of INPUTS_NPZ]), finalize()
+        TritonPythonModel().initialize(args), execute([one request of INPUTS_NPZ]), finalize();
+        a decoupled model's responses (sent through its response sender) are saved as
+        `<output>__<n>`, the n-th response's tensor, and `__final__` says which one ended the stream
 
 Run with only numpy, the packages of deploy/docker/triton/requirements.txt and this directory (the
 `triton_python_backend_utils` stand-in) importable.
@@ -52,7 +54,11 @@ def main() -> None:
                 missing[name] = str(error)
         if missing:
             raise SystemExit(f"{model_py.name} imports what the Triton image lacks: {json.dumps(missing)}")
-        assert hasattr(load(model_py), "TritonPythonModel"), f"{model_py.name} defines no TritonPythonModel"
+        # A module shipped beside a model.py (the generation core) has no model of its own.
+        if "class TritonPythonModel" in model_py.read_text():
+            assert hasattr(load(model_py), "TritonPythonModel"), (
+                f"{model_py.name} defines no TritonPythonModel"
+            )
         print(json.dumps(sorted(imported_modules(model_py.read_text()))))
         return
     import triton_python_backend_utils as pb_utils
@@ -62,10 +68,22 @@ def main() -> None:
     model = load(model_py).TritonPythonModel()
     model.initialize(args)
     request = pb_utils.InferenceRequest([pb_utils.Tensor(name, inputs[name]) for name in inputs.files])
-    (response,) = model.execute([request])
-    if response.has_error():
-        raise SystemExit(f"execute answered an error: {response.error().message()}")
-    np.savez(sys.argv[5], **{tensor.name(): tensor.as_numpy() for tensor in response.output_tensors()})
+    returned = model.execute([request])
+    if returned is None:  # decoupled: the responses went through the request's sender
+        saved: dict[str, np.ndarray] = {}
+        for index, (response, flags) in enumerate(request.sender.sent):
+            if response is not None and response.has_error():
+                raise SystemExit(f"execute answered an error: {response.error().message()}")
+            for tensor in response.output_tensors() if response is not None else []:
+                saved[f"{tensor.name()}__{index}"] = tensor.as_numpy()
+            if flags & pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL:
+                saved["__final__"] = np.array([index])
+        np.savez(sys.argv[5], **saved)
+    else:
+        (response,) = returned
+        if response.has_error():
+            raise SystemExit(f"execute answered an error: {response.error().message()}")
+        np.savez(sys.argv[5], **{tensor.name(): tensor.as_numpy() for tensor in response.output_tensors()})
     if hasattr(model, "finalize"):
         model.finalize()
 

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+
 
 class TritonError:
-    def __init__(self, message: str) -> None:
-        self._message = message
+    INVALID_ARG = 3
+    INTERNAL = 13
+    CANCELLED = 1
+
+    def __init__(self, message: str, code: int = 13) -> None:
+        self._message, self._code = message, code
 
     def message(self) -> str:
         return self._message
+
+    def code(self) -> int:
+        return self._code
 
 
 class TritonModelException(Exception):
@@ -32,10 +41,27 @@ class Tensor:
         return self._array
 
 
+class ResponseSender:
+    """What a decoupled model sends its responses through; it keeps them, with their flags."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[InferenceResponse, int]] = []
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        self.sent.append((response, flags))
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
 class InferenceRequest:
     def __init__(self, inputs: list[Tensor], requested_output_names: list[str] | None = None) -> None:
         self._inputs = inputs
         self._requested = requested_output_names or []
+        self.sender = ResponseSender()
+
+    def get_response_sender(self) -> ResponseSender:
+        return self.sender
 
     def inputs(self) -> list[Tensor]:
         return self._inputs
@@ -76,3 +102,7 @@ def get_output_config_by_name(model_config: dict, name: str) -> dict | None:
 
 def triton_string_to_numpy(data_type: str) -> type:
     return {"TYPE_STRING": np.object_, "TYPE_INT64": np.int64, "TYPE_FP32": np.float32}[data_type]
+
+
+def using_decoupled_model_transaction_policy(model_config: dict) -> bool:
+    return bool(model_config.get("model_transaction_policy", {}).get("decoupled", False))
