@@ -255,13 +255,13 @@ def _run_instruct(admin: Temper, port: int) -> None:
         "test_dataset_id": str(test.id),
         "validation_split": 0.125,
         "hyperparameters": {
-            "epochs": 2,
+            "epochs": 4,
             "learning_rate": 1e-3,
             "batch_size": 8,
             "max_seq_length": 160,
             "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
         },
-        "evaluation": {"max_generations": 8, "max_new_tokens": 64, "bootstrap_resamples": 500},
+        "evaluation": {"max_generations": 8, "max_new_tokens": 96, "bootstrap_resamples": 500},
         # FP32 for CPU serving, checked token for token against PyTorch on two test prompts.
         "export": {"genai": ["fp32"], "check_prompts": 2},
         "publish": {"model": "support-desk", "promote": True},
@@ -307,6 +307,6 @@ def _run_instruct(admin: Temper, port: int) -> None:
 
     console.print("4. ask the published model two new questions (ONNX Runtime GenAI on the published files)")
     for question in NEW_QUESTIONS:
-        answer = client.models.generate("support-desk", question, max_new_tokens=64)
-        console.print(f"$ temper generate support-desk {question!r}")
-        console.print(f"  {answer.text}   [{answer.finish_reason}]")
+        answer = client.models.generate("support-desk", question, max_new_tokens=96)
+        console.print(f"$ temper generate support-desk {question!r}", markup=False)
+        console.print(f"  {answer.text}   (finish: {answer.finish_reason})", markup=False)

@@ -77,9 +77,14 @@ def _row(rng: random.Random) -> dict[str, str]:
 
 
 def generate() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Distinct questions: a test question is never one the model was trained on."""
     rng = random.Random(SEED)
-    rows = [_row(rng) for _ in range(TRAIN_SIZE + TEST_SIZE)]
-    return rows[:TRAIN_SIZE], rows[TRAIN_SIZE:]
+    rows: dict[str, dict[str, str]] = {}
+    while len(rows) < TRAIN_SIZE + TEST_SIZE:
+        row = _row(rng)
+        rows.setdefault(row["instruction"], row)
+    ordered = list(rows.values())
+    return ordered[:TRAIN_SIZE], ordered[TRAIN_SIZE:]
 
 
 def main() -> None:
