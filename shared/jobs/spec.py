@@ -32,6 +32,8 @@ TaskName = Literal["text-classification", "causal-lm"]
 # qlora needs a CUDA GPU (refused at submit on a deployment without GPU workers); distill is for
 # text classification only (a student learns from a finished job's model).
 MethodName = Literal["full", "lora", "qlora", "freeze", "distill"]
+# The learning rate of a LoRA or QLoRA job that names none (full fine-tuning keeps Hyperparameters').
+LORA_DEFAULT_LEARNING_RATE = 2e-4
 # The dataset task each job task trains on.
 DATASET_TASK_OF: dict[str, str] = {"text-classification": "text-classification", "causal-lm": "instruction"}
 
@@ -148,6 +150,9 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        if self.method in ("lora", "qlora") and "learning_rate" not in self.hyperparameters.model_fields_set:
+            # Adapters start at zero and train few weights: they want a larger step than full fine-tuning.
+            self.hyperparameters.learning_rate = LORA_DEFAULT_LEARNING_RATE
         if self.validation_dataset_id is not None and self.validation_split is not None:
             raise ValueError("give validation_dataset_id or validation_split, not both")
         if self.publish is not None and self.export is None:

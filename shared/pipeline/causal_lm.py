@@ -14,10 +14,10 @@ import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from shared.pipeline.hardware import Accelerator, require_gpu
-from shared.pipeline.modeling import UnsupportedModelError, lora_target_modules
+from shared.pipeline.hardware import Accelerator
+from shared.pipeline.modeling import UnsupportedModelError, lora_target_modules, nf4_quantization
 from shared.pipeline.spec import Hyperparameters
 
 CAUSAL_LM_METHODS = ("full", "lora", "qlora", "freeze")
@@ -121,22 +121,9 @@ def _with_lora(model: PreTrainedModel, hyperparameters: Hyperparameters) -> Peft
 def _load_qlora(
     base_model_path: Path, hyperparameters: Hyperparameters, attention: dict[str, str]
 ) -> PeftModel:
-    accelerator = require_gpu("qlora")
-    try:
-        import bitsandbytes  # noqa: F401  (transformers needs it for 4-bit loading)
-    except ImportError as error:
-        raise UnsupportedModelError(
-            "qlora needs the bitsandbytes package on this worker (the gpu extra)"
-        ) from error
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if accelerator.bf16_supported else torch.float16,
-    )
     model: Any = AutoModelForCausalLM.from_pretrained(
         base_model_path,
-        quantization_config=quantization,
+        quantization_config=nf4_quantization(),
         device_map={"": torch.cuda.current_device()},
         **attention,
     )

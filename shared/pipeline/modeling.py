@@ -170,24 +170,30 @@ def _wrap_with_lora(model: PreTrainedModel, hyperparameters: Hyperparameters) ->
     return get_peft_model(model, peft_config)
 
 
-def _load_qlora_classifier(
-    base_model_path: Path, labels: list[str], hyperparameters: Hyperparameters
-) -> PeftModel:
+def nf4_quantization(skip_modules: list[str] | None = None) -> BitsAndBytesConfig:
+    """QLoRA's 4-bit NF4 base with double quantization, computing in bf16 where the GPU has it.
+
+    Refuses with a clear reason on a worker without a CUDA GPU or without bitsandbytes.
+    """
     accelerator = require_gpu("qlora")
     try:
         import bitsandbytes  # noqa: F401  (transformers needs it for 4-bit loading)
     except ImportError as error:
-        raise RuntimeError("qlora needs the bitsandbytes package on this worker") from error
-
-    head_names = _head_module_names_from_config(base_model_path, labels)
-    quantization = BitsAndBytesConfig(
+        raise UnsupportedModelError("qlora needs the bitsandbytes package on this worker (the gpu extra)") from error
+    return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16 if accelerator.bf16_supported else torch.float16,
-        # The head trains in full precision; quantizing it would make it untrainable.
-        llm_int8_skip_modules=head_names,
+        llm_int8_skip_modules=skip_modules,
     )
+
+
+def _load_qlora_classifier(
+    base_model_path: Path, labels: list[str], hyperparameters: Hyperparameters
+) -> PeftModel:
+    # The head trains in full precision; quantizing it would make it untrainable.
+    quantization = nf4_quantization(skip_modules=_head_module_names_from_config(base_model_path, labels))
     model = load_base_classifier(
         base_model_path,
         labels,

@@ -41,7 +41,7 @@ from shared.pipeline.hardware import Accelerator, MixedPrecision, detect_acceler
 from shared.pipeline.modeling import count_parameters
 from shared.pipeline.sft_data import TemplateSource, end_of_turn_id
 from shared.pipeline.spec import Hyperparameters
-from shared.pipeline.train import checkpoints_dir, latest_checkpoint, progress_bars_disabled
+from shared.pipeline.train import latest_checkpoint, progress_bars_disabled, trainer_arguments
 from shared.pipeline.training_callbacks import HooksCallback, NullHooks, TrainingHooks, eval_quality_metrics
 
 # What `packing` became on this worker, recorded with the result.
@@ -162,51 +162,23 @@ def _tokens_per_second(trainer: SFTTrainer, runtime: float) -> float:
 
 
 def _sft_config(request: SFTRequest, accelerator: Accelerator, packing: PackingMode) -> SFTConfig:
-    hyperparameters = request.hyperparameters
-    has_eval = request.eval_dataset is not None
-    early_stopping = hyperparameters.early_stopping_patience is not None
-    save_steps = hyperparameters.save_steps
-    if not has_eval:
-        eval_strategy, eval_steps = "no", None
-    elif early_stopping and save_steps is not None:
-        eval_strategy, eval_steps = "steps", save_steps
-    else:
-        eval_strategy, eval_steps = "epoch", None
-    precision = accelerator.mixed_precision
+    common = trainer_arguments(
+        request.hyperparameters,
+        accelerator,
+        request.output_dir,
+        has_eval=request.eval_dataset is not None,
+        best_metric="eval_loss",
+        greater_is_better=False,
+    )
     return SFTConfig(
-        output_dir=str(checkpoints_dir(request.output_dir)),
-        num_train_epochs=hyperparameters.epochs,
-        learning_rate=hyperparameters.learning_rate,
-        per_device_train_batch_size=hyperparameters.batch_size,
-        per_device_eval_batch_size=hyperparameters.eval_batch_size,
-        gradient_accumulation_steps=hyperparameters.gradient_accumulation_steps,
-        warmup_steps=hyperparameters.warmup_ratio,
-        weight_decay=hyperparameters.weight_decay,
-        seed=hyperparameters.seed,
-        eval_strategy=eval_strategy,
-        eval_steps=eval_steps,
-        save_strategy="steps" if save_steps is not None else "epoch",
-        save_steps=save_steps if save_steps is not None else 500,
-        save_total_limit=hyperparameters.save_total_limit,
-        logging_strategy="steps",
-        logging_steps=hyperparameters.logging_steps,
-        load_best_model_at_end=early_stopping,
-        metric_for_best_model="eval_loss" if early_stopping else None,
-        greater_is_better=False if early_stopping else None,
+        **common,
         # The conversations arrive tokenized, labelled and truncated (sft_data).
-        max_length=hyperparameters.max_seq_length,
+        max_length=request.hyperparameters.max_seq_length,
         packing=packing == "packed",
         packing_strategy="bfd",
         train_sampling_strategy="group_by_length" if packing != "packed" else "random",
         length_column_name="length",
         include_num_input_tokens_seen="non_padding",
-        activation_checkpointing=hyperparameters.gradient_checkpointing,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        dataloader_pin_memory=accelerator.cuda_available,
-        report_to="none",
-        disable_tqdm=True,
-        restore_callback_states_from_checkpoint=False,
     )
 
 

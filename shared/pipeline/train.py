@@ -302,12 +302,22 @@ def _add_teacher_logits(
         feature[TEACHER_LOGITS] = row_logits.astype(np.float32).tolist()
 
 
-def _training_arguments(request: TrainRequest, accelerator: Accelerator, has_eval: bool) -> TrainingArguments:
-    hyperparameters = request.hyperparameters
+def trainer_arguments(
+    hyperparameters: Hyperparameters,
+    accelerator: Accelerator,
+    output_dir: Path,
+    has_eval: bool,
+    best_metric: str,
+    greater_is_better: bool,
+) -> dict[str, Any]:
+    """The Trainer arguments every Temper training run shares (classification and SFT alike).
+
+    Evaluation runs each epoch. Under early stopping with step checkpoints it follows the
+    checkpoints instead: the Trainer can only return to a best model that was saved when it was
+    measured, by `best_metric`.
+    """
     early_stopping = hyperparameters.early_stopping_patience is not None
     save_steps = hyperparameters.save_steps
-    # Evaluation runs each epoch. Under early stopping with step checkpoints it follows the checkpoints
-    # instead: the Trainer can only return to a best model that was saved when it was measured.
     if not has_eval:
         eval_strategy, eval_steps = "no", None
     elif early_stopping and save_steps is not None:
@@ -315,38 +325,47 @@ def _training_arguments(request: TrainRequest, accelerator: Accelerator, has_eva
     else:
         eval_strategy, eval_steps = "epoch", None
     precision = accelerator.mixed_precision
-    return TrainingArguments(
-        output_dir=str(checkpoints_dir(request.output_dir)),
-        num_train_epochs=hyperparameters.epochs,
-        learning_rate=hyperparameters.learning_rate,
-        per_device_train_batch_size=hyperparameters.batch_size,
-        per_device_eval_batch_size=hyperparameters.eval_batch_size,
-        gradient_accumulation_steps=hyperparameters.gradient_accumulation_steps,
+    return {
+        "output_dir": str(checkpoints_dir(output_dir)),
+        "num_train_epochs": hyperparameters.epochs,
+        "learning_rate": hyperparameters.learning_rate,
+        "per_device_train_batch_size": hyperparameters.batch_size,
+        "per_device_eval_batch_size": hyperparameters.eval_batch_size,
+        "gradient_accumulation_steps": hyperparameters.gradient_accumulation_steps,
         # transformers 5 reads a float below 1 as a share of the total steps (warmup_ratio is gone).
-        warmup_steps=hyperparameters.warmup_ratio,
-        weight_decay=hyperparameters.weight_decay,
-        seed=hyperparameters.seed,
-        eval_strategy=eval_strategy,
-        eval_steps=eval_steps,
-        save_strategy="steps" if save_steps is not None else "epoch",
-        save_steps=save_steps if save_steps is not None else 500,
-        save_total_limit=hyperparameters.save_total_limit,
-        logging_strategy="steps",
-        logging_steps=hyperparameters.logging_steps,
-        load_best_model_at_end=early_stopping,
-        metric_for_best_model=BEST_MODEL_METRIC if early_stopping else None,
-        greater_is_better=True if early_stopping else None,
-        train_sampling_strategy="group_by_length",
+        "warmup_steps": hyperparameters.warmup_ratio,
+        "weight_decay": hyperparameters.weight_decay,
+        "seed": hyperparameters.seed,
+        "eval_strategy": eval_strategy,
+        "eval_steps": eval_steps,
+        "save_strategy": "steps" if save_steps is not None else "epoch",
+        "save_steps": save_steps if save_steps is not None else 500,
+        "save_total_limit": hyperparameters.save_total_limit,
+        "logging_strategy": "steps",
+        "logging_steps": hyperparameters.logging_steps,
+        "load_best_model_at_end": early_stopping,
+        "metric_for_best_model": best_metric if early_stopping else None,
+        "greater_is_better": greater_is_better if early_stopping else None,
         # transformers 5 checkpoints non-reentrantly: layers above frozen ones (freeze, lora) still get gradients.
-        activation_checkpointing=hyperparameters.gradient_checkpointing,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        dataloader_pin_memory=accelerator.cuda_available,
-        report_to="none",
-        disable_tqdm=True,
-        # Restoring callback state on resume would also restore the TrainerControl saved by a cancel
-        # (should_training_stop) and end the resumed run at once; early stopping's patience restarts instead.
-        restore_callback_states_from_checkpoint=False,
+        "activation_checkpointing": hyperparameters.gradient_checkpointing,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "dataloader_pin_memory": accelerator.cuda_available,
+        "report_to": "none",
+        "disable_tqdm": True,
+        # With restore_callback_states_from_checkpoint a resumed run would also restore the
+        # TrainerControl saved by a cancel (should_training_stop) and end the resumed run at once;
+        # early stopping's patience restarts instead.
+        "restore_callback_states_from_checkpoint": False,
+    }
+
+
+def _training_arguments(request: TrainRequest, accelerator: Accelerator, has_eval: bool) -> TrainingArguments:
+    return TrainingArguments(
+        **trainer_arguments(
+            request.hyperparameters, accelerator, request.output_dir, has_eval, BEST_MODEL_METRIC, True
+        ),
+        train_sampling_strategy="group_by_length",
         # Distillation rows carry the teacher's logits, which the model's forward does not take;
         # the distillation loss removes them before the forward.
         remove_unused_columns=request.distillation is None,

@@ -27,11 +27,7 @@ def run_publish(run: JobRun) -> StageOutcome:
     export = run.result(ExportResult)
     if export is None:
         raise StageError("the job has no export to publish", code="publish_invalid")
-    evaluation = run.result(EvaluationResult)
-    with run.registry() as registry:
-        model = registry.ensure_model(run.inputs.team_id, run.inputs.team_name, spec.publish.model, spec.task)
-        version = registry.reserve_version(model, run.job_id)
-        repository_name = model.repository_name
+    repository_name, version = reserve_version(run)
 
     onnx_name, served = _served_onnx(spec.publish.serve, export)
     model_dir = download_job_model(run)
@@ -69,6 +65,26 @@ def run_publish(run: JobRun) -> StageOutcome:
     upload_version(run.ctx.model_repository, staging, published.models, version)
 
     formats = [served, *(["tensorrt"] if engines else [])]
+    return StageOutcome(result=record_version(run, repository_name, version, formats, published.models, export))
+
+
+def reserve_version(run: JobRun) -> tuple[str, int]:
+    """(repository name, version number) this job publishes as; the same again when the stage re-runs."""
+    spec = run.spec
+    assert spec.publish is not None
+    with run.registry() as registry:
+        model = registry.ensure_model(run.inputs.team_id, run.inputs.team_name, spec.publish.model, spec.task)
+        return model.repository_name, registry.reserve_version(model, run.job_id)
+
+
+def record_version(
+    run: JobRun, repository_name: str, version: int, formats: list[str], models: list[str], export: ExportResult
+) -> PublishResult:
+    """Record the uploaded version with its lineage, and promote it when the spec asks and the gate
+    passed (Triton loads it after the commit)."""
+    spec = run.spec
+    assert spec.publish is not None
+    evaluation = run.result(EvaluationResult)
     promote = spec.publish.promote and (evaluation is None or evaluation.gate_passed)
     lineage = {**run.lineage(), "export": export.model_dump(mode="json", exclude_none=True)}
     with run.registry() as registry:
@@ -76,17 +92,15 @@ def run_publish(run: JobRun) -> StageOutcome:
         registry.record_version(model, version, run.job_id, formats, lineage)
         if promote:
             registry.promote(model, version)
-    return StageOutcome(
-        result=PublishResult(
-            model=spec.publish.model,
-            repository_name=repository_name,
-            version=version,
-            formats=formats,
-            models=published.models,
-            repository=run.ctx.model_repository.description,
-            promoted=promote,
-            loaded_on_triton=promote and bool(run.ctx.settings.triton_url),
-        )
+    return PublishResult(
+        model=spec.publish.model,
+        repository_name=repository_name,
+        version=version,
+        formats=formats,
+        models=models,
+        repository=run.ctx.model_repository.description,
+        promoted=promote,
+        loaded_on_triton=promote and bool(run.ctx.settings.triton_url),
     )
 
 

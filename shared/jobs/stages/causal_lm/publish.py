@@ -10,10 +10,10 @@ and promoted when asked and the gate passed, Triton loading it after the commit.
 from __future__ import annotations
 
 from shared.errors import StageError
-from shared.jobs.results import EvaluationResult, ExportResult, PublishResult
+from shared.jobs.results import ExportResult
 from shared.jobs.run import JobRun
 from shared.jobs.stages.causal_lm.export import genai_folder
-from shared.jobs.stages.publish import upload_version
+from shared.jobs.stages.publish import record_version, reserve_version, upload_version
 from shared.jobs.stages.runner import StageOutcome
 from shared.serving.repository_check import check_repository
 from shared.serving.triton_repository import VllmDeployment, publish_causal_lm
@@ -32,11 +32,7 @@ def run_publish(run: JobRun) -> StageOutcome:
             f"publish.serve is '{precision}' but that build is not available: {reason}",
             code="export_mismatch",
         )
-    evaluation = run.result(EvaluationResult)
-    with run.registry() as registry:
-        model = registry.ensure_model(run.inputs.team_id, run.inputs.team_name, spec.publish.model, spec.task)
-        version = registry.reserve_version(model, run.job_id)
-        repository_name = model.repository_name
+    repository_name, version = reserve_version(run)
 
     work = run.work_dir("publish")
     genai_dir = run.ctx.store.download_dir(
@@ -60,22 +56,4 @@ def run_publish(run: JobRun) -> StageOutcome:
     upload_version(run.ctx.model_repository, staging, published.models, version)
 
     formats = [served, *(["vllm"] if vllm is not None else [])]
-    promote = spec.publish.promote and (evaluation is None or evaluation.gate_passed)
-    lineage = {**run.lineage(), "export": export.model_dump(mode="json", exclude_none=True)}
-    with run.registry() as registry:
-        model = registry.get_model(run.inputs.team_id, spec.publish.model)
-        registry.record_version(model, version, run.job_id, formats, lineage)
-        if promote:
-            registry.promote(model, version)
-    return StageOutcome(
-        result=PublishResult(
-            model=spec.publish.model,
-            repository_name=repository_name,
-            version=version,
-            formats=formats,
-            models=published.models,
-            repository=run.ctx.model_repository.description,
-            promoted=promote,
-            loaded_on_triton=promote and bool(run.ctx.settings.triton_url),
-        )
-    )
+    return StageOutcome(result=record_version(run, repository_name, version, formats, published.models, export))
