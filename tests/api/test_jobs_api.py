@@ -134,3 +134,24 @@ def test_every_timestamp_carries_its_zone_in_create_get_and_list_responses(
     for stamp in stamps:
         assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
     assert listed["created_at"] == created["created_at"]
+
+
+def test_lora_on_an_architecture_without_default_targets_is_refused_at_submit(
+    api_stack: Stack, team_with_data: tuple[str, dict, dict], tmp_path: Path
+) -> None:
+    """Known before any GPU time: the catalog recorded the model's architecture at registration."""
+    from transformers import MPNetConfig, MPNetModel
+
+    MPNetModel(
+        MPNetConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(tmp_path / "mpnet")
+    api_stack.register_base_model("tiny-mpnet", f"local:{tmp_path / 'mpnet'}")
+    key, train, _ = team_with_data
+    spec = {"base_model": "tiny-mpnet", "method": "lora", "train_dataset_id": train["id"]}
+    refused = api_stack.client.post("/v1/jobs", json=spec, headers=api_stack.headers(key))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["details"]["field"] == "hyperparameters.lora.target_modules"
+    assert "mpnet" in refused.json()["error"]["message"]
+    # Naming the targets makes the same spec acceptable.
+    named = {**spec, "hyperparameters": {"lora": {"target_modules": ["q", "v"]}}}
+    assert api_stack.client.post("/v1/jobs", json=named, headers=api_stack.headers(key)).status_code == 201
