@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     # refused at submit without them, instead of failing in the train stage.
     gpu_workers: bool = False
 
+    # Dry runs (POST /v1/jobs?dry_run=true) tokenize at most this many rows of each dataset (a
+    # larger one is sampled evenly, and the answer says so). Without an earlier job of the base
+    # model to measure by, the train loop is estimated at this effective FLOP/s of a worker; a
+    # peak memory over `train_worker_memory_gib` (GPU memory on GPU workers) is a warning.
+    dry_run_sample_rows: int = Field(2000, ge=10, le=1_000_000)
+    estimate_cpu_flops: float = Field(5e10, gt=0)
+    estimate_gpu_flops: float = Field(2e14, gt=0)
+    train_worker_memory_gib: float | None = Field(None, gt=0)
+
     presigned_url_expiry: timedelta = timedelta(hours=1)
     # A stage that hits a transient error (store, broker or database out of reach) is retried after
     # backoff, backoff * 2, ... (each capped at backoff_max), `transient_retry_limit` times; then the

@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.jobs.results import TokenizerFit
 from shared.jobs.spec import JobSpec
 
 
@@ -154,6 +155,82 @@ class JobCreate(JobSpec):
     )
 
     name: str | None = Field(None, max_length=200)
+
+
+class DryRunTokens(ApiModel):
+    """Tokens of one split as the model reads them: special tokens and the chat template counted,
+    cut at max_seq_length, no padding. Measured on `sampled_rows` rows and scaled to `rows`."""
+
+    split: str
+    rows: int
+    sampled_rows: int
+    tokens: int
+    mean: float
+    p95: float
+    max: int
+    truncated_share: float
+
+
+class DryRunSteps(ApiModel):
+    """What the Trainer will do: optimizer steps and the tokens it trains on."""
+
+    train_rows: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    epochs: float
+    steps_per_epoch: int
+    total_steps: int
+    mean_tokens_per_row: float
+    tokens_per_epoch: int
+    total_tokens: int
+
+
+class DryRunDuration(ApiModel):
+    basis: str = Field(
+        description="'measured' (from earlier jobs of the base model on this worker class) or "
+        "'first_principles' (training FLOPs over an assumed FLOP/s)"
+    )
+    seconds: float = Field(description="The stages that could be estimated, together")
+    train_seconds: float = Field(description="The train loop alone")
+    stages: dict[str, float | None] = Field(description="Seconds per stage; null where not estimated")
+    explanation: list[str]
+    reference_jobs: list[uuid.UUID] = Field(description="The team's earlier jobs the estimate is based on")
+    other_team_jobs: int = Field(description="Earlier jobs of other teams counted in the estimate, not named")
+    tokens_per_second: float | None
+    samples_per_second: float | None
+
+
+class DryRunMemory(ApiModel):
+    worker_class: str
+    peak_bytes: int
+    components: dict[str, int] = Field(description="Bytes by what holds them: weights, gradients, ...")
+    explanation: list[str]
+
+
+class DryRunBaseModel(ApiModel):
+    name: str
+    model_type: str | None
+    parameters: int
+    embedding_parameters: int
+    trainable_parameters: int
+    counted_from: str = Field(description="'safetensors' (the weights' headers) or 'config' (an estimate)")
+    layers: int
+    hidden_size: int
+
+
+class JobDryRun(ApiModel):
+    """What `POST /v1/jobs?dry_run=true` answers: the job as it would run. Nothing is stored."""
+
+    spec: dict[str, Any] = Field(description="The spec with every default filled in, as it would be stored")
+    worker_class: str = Field(description="'cpu' or 'gpu': the train workers of this deployment")
+    base_model: DryRunBaseModel
+    tokens: list[DryRunTokens]
+    steps: DryRunSteps
+    duration: DryRunDuration
+    memory: DryRunMemory
+    tokenizer_fit: TokenizerFit
+    warnings: list[str]
+    notes: list[str] = Field(description="How the figures were measured (sampling, splits)")
 
 
 class JobError(ApiModel):

@@ -137,6 +137,27 @@ def test_the_cli_on_the_real_api(cli_env: dict[str, str], tmp_path: Path, tiny_b
     assert refused.exit_code == 1 and "not_authenticated" in refused.stderr
 
 
+def test_a_dry_run_shows_the_job_as_it_would_run_and_submits_nothing(
+    cli_env: dict[str, str], tmp_path: Path, tiny_base_model: Path
+) -> None:
+    run(cli_env, "admin", "register-base-model", "tiny-bert", "--source", f"local:{tiny_base_model}")
+    dataset = run_json(
+        cli_env, "datasets", "upload", str(write_rows(tmp_path / "t.jsonl", 40)), "--name", "t"
+    )
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base_model": "tiny-bert", "train_dataset_id": dataset["id"]}))
+
+    shown = run(cli_env, "jobs", "submit", str(spec), "--dry-run")
+    assert shown.exit_code == 0, shown.output
+    assert "nothing was submitted" in shown.stdout and "first_principles" in shown.stdout
+    assert re.search(r"steps\s+9 \(3 an epoch x 3\)", shown.stdout), shown.stdout
+    planned = run_json(cli_env, "jobs", "submit", str(spec), "--dry-run")
+    assert planned["steps"]["total_steps"] == 9 and planned["spec"]["validation_split"] == 0.1
+    assert run_json(cli_env, "jobs", "list") == []
+    refused = run(cli_env, "jobs", "submit", str(spec), "--dry-run", "--watch")
+    assert refused.exit_code != 0 and "no job to watch" in refused.output
+
+
 def test_a_refusal_prints_the_message_and_its_details(cli_env: dict[str, str], tmp_path: Path) -> None:
     missing = run(cli_env, "jobs", "get", str(uuid.uuid4()))
     assert missing.exit_code == 1 and missing.stdout == ""

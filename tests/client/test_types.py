@@ -42,6 +42,15 @@ SCHEMAS: dict[type[BaseModel], str] = {
     types.StudyPage: "StudyPage",
     types.Readiness: "ReadyStatus",
     types.Generation: "Generation",
+    types.JobDryRun: "JobDryRun",
+    types.DryRunBaseModel: "DryRunBaseModel",
+    types.DryRunTokens: "DryRunTokens",
+    types.DryRunSteps: "DryRunSteps",
+    types.DryRunDuration: "DryRunDuration",
+    types.DryRunMemory: "DryRunMemory",
+    types.TokenizerFit: "TokenizerFit",
+    types.ScriptShare: "ScriptShare",
+    types.FitWarning: "FitWarning",
 }
 
 
