@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     transient_retry_limit: int = Field(5, ge=0, le=50)
     transient_retry_backoff: timedelta = timedelta(seconds=2)
     transient_retry_backoff_max: timedelta = timedelta(seconds=60)
+    # Webhook deliveries: an attempt waits this long for an answer; one that gets a 5xx, a timeout or
+    # no connection is tried again after backoff, backoff * 2, ... (each capped at backoff_max), up
+    # to `webhook_max_attempts` attempts in all. A 4xx is not retried.
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    webhook_max_attempts: int = Field(6, ge=1, le=30)
+    webhook_retry_backoff: timedelta = timedelta(seconds=10)
+    webhook_retry_backoff_max: timedelta = timedelta(hours=1)
     # Where the CLI finds the API.
     api_url: str = "http://127.0.0.1:8000"
     log_json: bool = False

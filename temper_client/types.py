@@ -412,6 +412,45 @@ class StudyPage(Resource):
     next_cursor: str | None = None
 
 
+class WebhookEndpoint(Resource):
+    """Where the team's job and study events are delivered (`webhooks.create`)."""
+
+    id: uuid.UUID
+    url: str
+    description: str | None = None
+    events: list[str]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    secret: str = Field(description="Signs every delivery; the API shows it once")
+
+
+class WebhookDelivery(Resource):
+    """One attempt to deliver one event; a retry is another attempt with the same event_id."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    attempt: int
+    # "pending", "succeeded" (a 2xx) or "failed".
+    status: str
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+    next_retry_at: datetime | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+    payload: dict[str, Any]
+
+
+class WebhookDeliveryPage(Resource):
+    items: list[WebhookDelivery]
+    next_cursor: str | None = None
+
+
 class Readiness(Resource):
     """`GET /readyz`: whether the API's database, broker and object store answer."""
 

@@ -357,3 +357,79 @@ class HealthStatus(ApiModel):
 class ReadyStatus(ApiModel):
     ready: bool
     checks: dict[str, dict[str, Any]]
+
+
+WEBHOOK_EVENTS_HELP = (
+    "job.succeeded, job.failed, job.cancelled, job.gate_failed (a job stopped by its evaluation gate; "
+    "not also job.failed), study.succeeded, study.failed, study.cancelled"
+)
+
+
+class WebhookEndpoint(ApiModel):
+    id: uuid.UUID
+    url: str
+    description: str | None
+    events: list[str] = Field(description=f"The event types delivered here: {WEBHOOK_EVENTS_HELP}")
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    secret: str = Field(
+        description="Signs every delivery (Temper-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "
+        "'<t>.<body>')>). Shown once, here: store it now"
+    )
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/temper",
+                    "events": ["job.succeeded", "job.failed", "job.gate_failed"],
+                    "description": "team chat notifier",
+                }
+            ]
+        },
+    )
+    url: str = Field(min_length=1, max_length=2000, description="An http:// or https:// URL")
+    events: list[str] | None = Field(
+        None, description=f"Event types to deliver (default: all of them): {WEBHOOK_EVENTS_HELP}"
+    )
+    description: str | None = Field(None, max_length=200)
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"active": False}, {"events": ["job.failed"]}]}
+    )
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    events: list[str] | None = None
+    description: str | None = Field(None, max_length=200)
+    active: bool | None = Field(
+        None, description="An inactive endpoint gets no events (a test event still goes)"
+    )
+
+
+class WebhookDelivery(ApiModel):
+    """One attempt to deliver one event; a retry is a new attempt with the same event_id."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID = Field(description="The same for every attempt of an event (Temper-Event-Id)")
+    event_type: str
+    attempt: int
+    status: str = Field(description="pending, succeeded (a 2xx) or failed")
+    status_code: int | None
+    error: str | None
+    duration_ms: int | None
+    next_retry_at: datetime | None = Field(description="When the next attempt is due, if one is scheduled")
+    created_at: datetime
+    finished_at: datetime | None
+    payload: dict[str, Any] = Field(description="The JSON body that is (or was) sent")
+
+
+class WebhookDeliveryPage(Page[WebhookDelivery]):
+    """A page of delivery attempts, newest first; pass `next_cursor` back as `cursor` for the next one."""

@@ -2,8 +2,8 @@
 and how a stage starts, finishes and fails.
 
 Routes, the run handle and studies call this; it only flushes. Whoever opened the session commits;
-what must follow the commit (send the next stage, tell a study) goes on the session's outbox and
-runs after it.
+what must follow the commit (send the next stage, tell a study, deliver the team's webhooks) goes on
+the session's outbox and runs after it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from shared.jobs.spec import DATASET_TASK_OF, JobSpec
 from shared.jobs.states import STAGE_NAMES, STAGE_STATUS, TERMINAL, JobStatus, can_transition
 from shared.observability import JOB_TRANSITIONS
 from shared.pipeline.architectures import default_lora_targets
+from shared.webhooks.service import WebhookService
 
 # What `start_stage` decided: run the stage body, or leave the job alone.
 StartDecision = Literal["run", "skip"]
@@ -236,6 +237,7 @@ class JobService:
             job.running_stage = None
             if job.study_id is not None:
                 outbox(self.session).add(AdvanceStudy(job.study_id))
+            WebhookService(self.session).job_finished(job)
         self._event(job, "transition", from_status=current, to_status=target, message=message, data=data)
         JOB_TRANSITIONS.labels(from_status=current.value, to_status=target.value).inc()
         return job

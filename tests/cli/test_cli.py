@@ -55,6 +55,8 @@ def test_every_command_and_option_has_a_description() -> None:
         "models versions",
         "generate",
         "datasets upload",
+        "webhooks create",
+        "webhooks deliveries",
     ):
         assert expected in paths
 
@@ -156,6 +158,27 @@ def test_a_dry_run_shows_the_job_as_it_would_run_and_submits_nothing(
     assert run_json(cli_env, "jobs", "list") == []
     refused = run(cli_env, "jobs", "submit", str(spec), "--dry-run", "--watch")
     assert refused.exit_code != 0 and "no job to watch" in refused.output
+
+
+def test_webhooks_from_the_command_line(cli_env: dict[str, str]) -> None:
+    created = run(cli_env, "webhooks", "create", "https://hooks.example.com/t", "--event", "job.failed")
+    assert created.exit_code == 0, created.output
+    secret = re.search(r"signing secret: (whsec_\S+)", created.stdout)
+    assert secret and "not shown again" in created.stdout
+    [endpoint] = run_json(cli_env, "webhooks", "list")
+    assert endpoint["events"] == ["job.failed"] and "secret" not in endpoint
+
+    queued = run_json(cli_env, "webhooks", "test", endpoint["id"])
+    assert queued["event_type"] == "webhook.test" and queued["status"] == "pending"
+    table = run(cli_env, "webhooks", "deliveries", endpoint["id"])
+    assert table.exit_code == 0 and "webhook.test" in table.stdout
+    paused = run_json(cli_env, "webhooks", "update", endpoint["id"], "--inactive")
+    assert paused["active"] is False
+    assert secret.group(1) not in run(cli_env, "webhooks", "get", endpoint["id"]).stdout
+    assert run(cli_env, "webhooks", "delete", endpoint["id"]).exit_code == 0
+    assert run_json(cli_env, "webhooks", "list") == []
+    refused = run(cli_env, "webhooks", "create", "ftp://hooks.example.com")
+    assert refused.exit_code == 1 and "http:// or https://" in refused.stderr
 
 
 def test_a_refusal_prints_the_message_and_its_details(cli_env: dict[str, str], tmp_path: Path) -> None:

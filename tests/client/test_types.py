@@ -51,6 +51,10 @@ SCHEMAS: dict[type[BaseModel], str] = {
     types.TokenizerFit: "TokenizerFit",
     types.ScriptShare: "ScriptShare",
     types.FitWarning: "FitWarning",
+    types.WebhookEndpoint: "WebhookEndpoint",
+    types.WebhookEndpointCreated: "WebhookEndpointCreated",
+    types.WebhookDelivery: "WebhookDelivery",
+    types.WebhookDeliveryPage: "WebhookDeliveryPage",
 }
 
 
@@ -102,6 +106,8 @@ def test_every_response_component_has_an_sdk_model(components: dict[str, Any]) -
         "SearchVariants",
         "StudyCreate",
         "TeamCreate",
+        "WebhookCreate",
+        "WebhookUpdate",
     }
     read_by_models = set(SCHEMAS.values())
     missing = set(components) - read_by_models - requests_and_specs
