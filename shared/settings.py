@@ -84,9 +84,10 @@ class Settings(BaseSettings):
     # Webhook deliveries: an attempt waits this long for an answer; one that gets a 5xx, a timeout or
     # no connection is tried again after backoff, backoff * 2, ... (each capped at backoff_max), up
     # to `webhook_max_attempts` attempts in all. A 4xx is not retried.
+    # The defaults try 8 times over about an hour (30 s, 1 min, 2 min, ... 32 min apart).
     webhook_timeout: timedelta = timedelta(seconds=10)
-    webhook_max_attempts: int = Field(6, ge=1, le=30)
-    webhook_retry_backoff: timedelta = timedelta(seconds=10)
+    webhook_max_attempts: int = Field(8, ge=1, le=30)
+    webhook_retry_backoff: timedelta = timedelta(seconds=30)
     webhook_retry_backoff_max: timedelta = timedelta(hours=1)
     # Where the CLI finds the API.
     api_url: str = "http://127.0.0.1:8000"

@@ -194,7 +194,7 @@ class DryRunService:
             parameters=files.parameters,
             method=spec.method,
             hyperparameters=spec.hyperparameters,
-            longest_row_tokens=max(entry.max for entry in tokens),
+            longest_row_tokens=counts["train"].max,
             worker_class=worker_class,
             causal_lm=spec.task == "causal-lm",
         )

@@ -40,8 +40,8 @@ MAX_ANSWER_CHARS = 300
 class DeliveryPolicy:
     timeout_s: float = 10.0
     # Attempts in all, the first included; the wait before attempt n+1 doubles from `backoff_s`.
-    max_attempts: int = 6
-    backoff_s: float = 10.0
+    max_attempts: int = 8
+    backoff_s: float = 30.0
     backoff_max_s: float = 3600.0
 
     def backoff(self, attempt: int) -> float:
