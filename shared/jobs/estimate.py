@@ -110,6 +110,11 @@ class EarlierRun:
     train_samples_per_second: float
     train_tokens_per_second: float | None
     units: float
+    # The train loop split in two, from its progress reports: tokens per second once running, and
+    # the seconds it spent besides (the first steps build kernels and allocate; the final
+    # evaluation). None and 0 where the run reported too little progress to tell.
+    steady_tokens_per_second: float | None
+    startup_s: float
     # Rows the validate stage counted (train + validation + test) and the rows evaluated.
     rows_validated: int | None
     rows_evaluated: int | None
@@ -172,26 +177,24 @@ def _measured(
 ) -> DurationEstimate:
     plan = job.plan
     explanation: list[str] = []
-    # Throughput pooled over the references (their tokens over their seconds: a longer run, better
-    # measured, weighs more), each as it would be under this job's method.
+    # Throughput pooled over the references (weighted by their train seconds: a longer run, better
+    # measured, weighs more), each as it would be under this job's method; the steady rate where
+    # progress reports show it, the average over the whole loop where they do not.
     runtime = sum(run.train_runtime_s for run in references)
-    with_tokens = [run for run in references if run.train_tokens_per_second]
+    rated = [
+        (rate * run.units / job.units, run.train_runtime_s)
+        for run in references
+        if (rate := run.steady_tokens_per_second or run.train_tokens_per_second)
+    ]
     tokens_per_second = (
-        sum(
-            run.train_tokens_per_second * run.train_runtime_s * run.units
-            for run in with_tokens
-            if run.train_tokens_per_second
-        )
-        / sum(run.train_runtime_s for run in with_tokens)
-        / job.units
-        if with_tokens
-        else None
+        sum(rate * weight for rate, weight in rated) / sum(w for _, w in rated) if rated else None
     )
     samples_per_second = (
         sum(run.train_samples_per_second * run.train_runtime_s * run.units for run in references)
         / runtime
         / job.units
     )
+    startup = statistics.median(run.startup_s for run in references)
     methods = sorted({run.method for run in references})
     which = (
         f"{len(references)} earlier job(s) of this base model with method {job.method} on a {worker_class} worker"
@@ -200,10 +203,11 @@ def _measured(
         f"(method {', '.join(methods)}, scaled to {job.method} by compute per token)"
     )
     if tokens_per_second:
-        train_seconds = plan.total_tokens / tokens_per_second
+        train_seconds = startup + plan.total_tokens / tokens_per_second
         explanation.append(
             f"train loop: {plan.total_tokens:,} tokens ({plan.epochs:g} epoch(s) of {plan.tokens_per_epoch:,}) "
-            f"at {tokens_per_second:,.0f} tokens/s, measured on {which}"
+            f"at {tokens_per_second:,.0f} tokens/s plus {startup:.1f} s of start-up (first steps) and final "
+            f"evaluation, measured between the progress reports of {which}"
         )
     else:
         train_seconds = plan.train_rows * plan.epochs / samples_per_second

@@ -1,5 +1,6 @@
 """What earlier jobs of a base model measured, for estimates: the queries, and their rows read into
-`EarlierRun`s (throughput from the train result, stage wall times from the transition events)."""
+`EarlierRun`s (throughput from the train result and its progress reports, stage wall times from the
+transition events)."""
 
 from __future__ import annotations
 
@@ -35,13 +36,13 @@ class JobHistoryRepository:
         )
         return list(self.session.scalars(query))
 
-    def transitions(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[JobEvent]]:
-        """Each job's transition events, oldest first."""
+    def timeline(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[JobEvent]]:
+        """Each job's transition and progress events, oldest first."""
         if not job_ids:
             return {}
         query = (
             sa.select(JobEvent)
-            .where(JobEvent.job_id.in_(job_ids), JobEvent.type == "transition")
+            .where(JobEvent.job_id.in_(job_ids), JobEvent.type.in_(["transition", "progress"]))
             .order_by(JobEvent.id)
         )
         events: dict[uuid.UUID, list[JobEvent]] = defaultdict(list)
@@ -53,10 +54,10 @@ class JobHistoryRepository:
         """The measurements of this base model's succeeded jobs that trained in one go, newest first
         (`layers`, the model's, weighs what method "freeze" computes)."""
         jobs = self.succeeded_with_base_model(base_model_id)
-        transitions = self.transitions([job.id for job in jobs])
+        timelines = self.timeline([job.id for job in jobs])
         runs = []
         for job in jobs:
-            run = _earlier_run(job, transitions.get(job.id, []), layers)
+            run = _earlier_run(job, timelines.get(job.id, []), layers)
             if run is not None:
                 runs.append(run)
         return runs
@@ -74,6 +75,8 @@ def stage_seconds(events: list[JobEvent]) -> dict[str, float]:
     entered: dict[str, datetime] = {}
     seconds: dict[str, float] = {}
     for event in events:
+        if event.type != "transition":
+            continue
         leaving = STAGE_NAMES.get(JobStatus(event.from_status)) if event.from_status else None
         if leaving is not None and leaving in entered:
             seconds[leaving] = (event.created_at - entered[leaving]).total_seconds()
@@ -81,6 +84,29 @@ def stage_seconds(events: list[JobEvent]) -> dict[str, float]:
         if arriving is not None:
             entered[arriving] = event.created_at
     return seconds
+
+
+def steady_throughput(events: list[JobEvent], train: TrainResult) -> tuple[float | None, float]:
+    """Tokens per second between the first and the last progress report of the train loop, and the
+    rest of its runtime (start-up before the first report, evaluation after the last).
+
+    The first report comes after `logging_steps` steps, so the rate leaves out the slow first
+    steps that a short run would otherwise be judged by.
+    """
+    reports = [
+        (event.created_at, int(event.data["step"]))
+        for event in events
+        if event.type == "progress" and isinstance(event.data.get("step"), int)
+    ]
+    if len(reports) < 2 or not train.train_tokens_per_second or train.global_step <= 0:
+        return None, 0.0
+    (first_at, first_step), (last_at, last_step) = reports[0], reports[-1]
+    seconds = (last_at - first_at).total_seconds()
+    if last_step <= first_step or seconds <= 0:
+        return None, 0.0
+    tokens = train.train_tokens_per_second * train.train_runtime_s
+    steady = (last_step - first_step) * (tokens / train.global_step) / seconds
+    return steady, max(train.train_runtime_s - tokens / steady, 0.0)
 
 
 def _earlier_run(job: Job, events: list[JobEvent], layers: int) -> EarlierRun | None:
@@ -92,6 +118,7 @@ def _earlier_run(job: Job, events: list[JobEvent], layers: int) -> EarlierRun | 
     if train.status != "completed" or train.resumed_from is not None or train.train_runtime_s <= 0:
         return None
     spec = JobSpec.model_validate(job.spec)
+    steady, startup = steady_throughput(events, train)
     stored_validation = job.result.get(ValidationResult.key)
     validation = ValidationResult.model_validate(stored_validation) if stored_validation else None
     rows = validation.rows if validation else {}
@@ -106,6 +133,8 @@ def _earlier_run(job: Job, events: list[JobEvent], layers: int) -> EarlierRun | 
         train_samples_per_second=train.train_samples_per_second,
         train_tokens_per_second=train.train_tokens_per_second,
         units=method_units(spec.method, spec.hyperparameters, layers),
+        steady_tokens_per_second=steady,
+        startup_s=startup,
         rows_validated=sum(count for count in rows.values() if count) or None,
         rows_evaluated=int(evaluated) if isinstance(evaluated, int) else None,
         stage_seconds=stage_seconds(events),

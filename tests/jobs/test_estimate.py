@@ -21,7 +21,7 @@ from shared.jobs.estimate import (
     estimate_memory,
     plan_training,
 )
-from shared.jobs.history import stage_seconds, worker_class_of
+from shared.jobs.history import stage_seconds, steady_throughput, worker_class_of
 from shared.jobs.results import TrainResult
 from shared.pipeline.spec import Hyperparameters
 from shared.storage.local import LocalObjectStore
@@ -69,6 +69,8 @@ def earlier(
     method: str = "full",
     worker_class: str = "cpu",
     team: uuid.UUID | None = None,
+    steady: float | None = None,
+    startup: float = 0.0,
 ) -> EarlierRun:
     return EarlierRun(
         job_id=uuid.uuid4(),
@@ -80,6 +82,8 @@ def earlier(
         train_samples_per_second=10.0,
         train_tokens_per_second=tokens_per_second,
         units={"full": 3.0, "lora": 2.0}[method],
+        steady_tokens_per_second=steady,
+        startup_s=startup,
         rows_validated=500,
         rows_evaluated=100,
         stage_seconds={"validate": 4.0, "train": runtime + 6.0, "evaluate": 10.0},
@@ -102,6 +106,29 @@ def test_throughput_is_pooled_over_earlier_runs_and_stages_add_what_their_rows_c
     assert any(line.startswith("export: no earlier job ran it") for line in estimate.explanation)
     assert estimate.seconds == pytest.approx(4.5 + estimate.stages["train"] + 10.0)
     assert set(estimate.reference_jobs) == {run.job_id for run in runs}
+
+
+def test_a_short_run_is_judged_by_its_rate_after_the_first_steps() -> None:
+    """Measured here: MiniLM's first 5 steps took 3.9 s of a 6.4 s, 12-step loop; a 68-step job
+    then ran at the rate of the other 7."""
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    train = TrainResult(
+        status="completed", global_step=12, train_runtime_s=6.4, train_tokens_per_second=4585 / 6.4
+    )
+    reports = [(5, 4.0), (10, 5.8), (12, 6.5)]
+    events = [
+        JobEvent(type="progress", data={"step": step}, created_at=start + timedelta(seconds=at))
+        for step, at in reports
+    ]
+    steady, startup = steady_throughput(events, train)
+    assert steady == pytest.approx(7 * (4585 / 12) / 2.5)
+    assert startup == pytest.approx(6.4 - 4585 / steady)
+    assert steady_throughput(events[:1], train) == (None, 0.0)
+
+    run = earlier(4585 / 6.4, 6.4, steady=steady, startup=startup)
+    estimate = estimate_duration(shape(), "cpu", [run], compute_parameters=1, effective_flops=1.0)
+    assert estimate.train_seconds == round(startup + 90_000 / steady, 1)
+    assert f"plus {startup:.1f} s of start-up" in estimate.explanation[0]
 
 
 def test_another_method_is_scaled_by_its_compute_per_token_and_the_same_method_is_preferred() -> None:
