@@ -208,6 +208,8 @@ def trl_sft(
             disable_tqdm=True,
             logging_strategy="no",
             include_num_input_tokens_seen="non_padding",
+            # TRL turns bf16 on by default, which a CPU refuses.
+            bf16=torch.cuda.is_available(),
         ),
         train_dataset=dataset,
         peft_config=PeftLoraConfig(

@@ -17,13 +17,14 @@ from celery import Celery
 from shared.db.outbox import (
     AdvanceStudy,
     DeleteObject,
+    DeliverWebhook,
     Effect,
     EnqueueStage,
     LoadModelVersion,
     RevokeTask,
 )
 from shared.observability import EFFECT_FAILURES
-from shared.queue import send_stage, send_study_advance
+from shared.queue import send_stage, send_study_advance, send_webhook_delivery
 from shared.registry.triton import load_published_version
 from shared.storage.base import ObjectStore
 
@@ -64,3 +65,5 @@ class ProcessEffects:
                     )
             case RevokeTask(task_id=task_id, terminate=terminate):
                 self.celery.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
+            case DeliverWebhook(delivery_id=delivery_id, countdown=countdown):
+                send_webhook_delivery(self.celery, delivery_id, countdown)

@@ -26,6 +26,8 @@ STAGE_TASKS: dict[str, str] = {
     "publish": "jobs.publish",
 }
 STUDY_ADVANCE_TASK = "studies.advance"
+# One attempt to deliver one webhook event; it schedules the next attempt itself.
+WEBHOOK_DELIVER_TASK = "webhooks.deliver"
 # Periodic (celery beat) tasks: idempotent, not retried; the next tick is the retry.
 TRITON_RECONCILE_TASK = "triton.reconcile"
 # Task name -> queue.
@@ -36,6 +38,7 @@ TASK_QUEUES: dict[str, str] = {
     "jobs.export": "export",
     "jobs.publish": "default",
     STUDY_ADVANCE_TASK: "default",
+    WEBHOOK_DELIVER_TASK: "default",
     TRITON_RECONCILE_TASK: "default",
 }
 
@@ -95,3 +98,12 @@ def send_stage(app: Celery, stage: str, job_id: str, countdown: float | None = N
 
 def send_study_advance(app: Celery, study_id: uuid.UUID) -> None:
     app.send_task(STUDY_ADVANCE_TASK, args=[str(study_id)], queue=TASK_QUEUES[STUDY_ADVANCE_TASK])
+
+
+def send_webhook_delivery(app: Celery, delivery_id: uuid.UUID, countdown: float | None = None) -> None:
+    app.send_task(
+        WEBHOOK_DELIVER_TASK,
+        args=[str(delivery_id)],
+        queue=TASK_QUEUES[WEBHOOK_DELIVER_TASK],
+        countdown=countdown,
+    )

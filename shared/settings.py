@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     # refused at submit without them, instead of failing in the train stage.
     gpu_workers: bool = False
 
+    # Dry runs (POST /v1/jobs?dry_run=true) tokenize at most this many rows of each dataset (a
+    # larger one is sampled evenly, and the answer says so). Without an earlier job of the base
+    # model to measure by, the train loop is estimated at this effective FLOP/s of a worker; a
+    # peak memory over `train_worker_memory_gib` (GPU memory on GPU workers) is a warning.
+    dry_run_sample_rows: int = Field(2000, ge=10, le=1_000_000)
+    estimate_cpu_flops: float = Field(5e10, gt=0)
+    estimate_gpu_flops: float = Field(2e14, gt=0)
+    train_worker_memory_gib: float | None = Field(None, gt=0)
+
     presigned_url_expiry: timedelta = timedelta(hours=1)
     # A stage that hits a transient error (store, broker or database out of reach) is retried after
     # backoff, backoff * 2, ... (each capped at backoff_max), `transient_retry_limit` times; then the
@@ -72,6 +81,14 @@ class Settings(BaseSettings):
     transient_retry_limit: int = Field(5, ge=0, le=50)
     transient_retry_backoff: timedelta = timedelta(seconds=2)
     transient_retry_backoff_max: timedelta = timedelta(seconds=60)
+    # Webhook deliveries: an attempt waits this long for an answer; one that gets a 5xx, a timeout or
+    # no connection is tried again after backoff, backoff * 2, ... (each capped at backoff_max), up
+    # to `webhook_max_attempts` attempts in all. A 4xx is not retried.
+    # The defaults try 8 times over about an hour (30 s, 1 min, 2 min, ... 32 min apart).
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    webhook_max_attempts: int = Field(8, ge=1, le=30)
+    webhook_retry_backoff: timedelta = timedelta(seconds=30)
+    webhook_retry_backoff_max: timedelta = timedelta(hours=1)
     # Where the CLI finds the API.
     api_url: str = "http://127.0.0.1:8000"
     log_json: bool = False

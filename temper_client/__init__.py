@@ -27,6 +27,7 @@ from temper_client.errors import (
     TemperError,
     UnsupportedMediaType,
 )
+from temper_client.webhooks import InvalidSignature, verify_signature
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -36,6 +37,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InvalidInput",
+    "InvalidSignature",
     "NotAuthenticated",
     "NotFound",
     "PayloadTooLarge",
@@ -47,4 +49,5 @@ __all__ = [
     "TemperError",
     "UnsupportedMediaType",
     "__version__",
+    "verify_signature",
 ]

@@ -17,6 +17,7 @@ from temper_client.jobs import Jobs
 from temper_client.models import Models
 from temper_client.studies import Studies
 from temper_client.types import Readiness
+from temper_client.webhooks import Webhooks
 
 
 class Temper:
@@ -61,6 +62,7 @@ class Temper:
         self.teams = Teams(self._http)
         self.keys = ApiKeys(self._http)
         self.base_models = BaseModels(self._http)
+        self.webhooks = Webhooks(self._http)
 
     @property
     def base_url(self) -> str:

@@ -1,4 +1,4 @@
-"""`client.jobs`: submit, list (every page), get, cancel, events, `watch` over SSE, metrics, files."""
+"""`client.jobs`: submit (or dry-run), list (every page), get, cancel, events, `watch` over SSE, metrics, files."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from temper_client.types import (
     Checkpoint,
     EventPage,
     Job,
+    JobDryRun,
     JobEvent,
     JobPage,
     MetricSeries,
@@ -48,6 +49,17 @@ class Jobs:
             "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key}, idempotent=True
         )
         return Job.model_validate(data)
+
+    def dry_run(self, spec: Mapping[str, Any]) -> JobDryRun:
+        """Check a spec and see the job as it would run (token counts, steps, estimated duration and
+        peak memory with their basis, the tokenizer fit and its warnings) without submitting it.
+
+        A bad spec raises the error a submission would; nothing is stored or started.
+        """
+        data = self._http.json(
+            "POST", "/v1/jobs", json=dict(spec), params={"dry_run": "true"}, idempotent=True
+        )
+        return JobDryRun.model_validate(data)
 
     def list(self, *, status: list[str] | str | None = None, page_size: int = 50) -> Iterator[Job]:
         """Every job of the team, newest first, fetched page by page as the iteration goes."""

@@ -126,6 +126,118 @@ class Job(Resource):
         return self.status in TERMINAL_STATUSES
 
 
+class ScriptShare(Resource):
+    """Letters of one Unicode script in the text, and their share of all letters."""
+
+    script: str
+    letters: int
+    share: float
+
+
+class FitWarning(Resource):
+    """A tokenizer-fit measure over its threshold ("unknown_tokens", "byte_fallback", "truncation")."""
+
+    code: str
+    message: str
+    suggestion: str
+    value: float
+    threshold: float
+
+
+class TokenizerFit(Resource):
+    """How the base model's tokenizer fits the train text: unknown tokens, bytes spelled out one by
+    one, the scripts found, and the rows max_seq_length cuts (a job's validation result and a dry run)."""
+
+    tokenizer: str
+    rows: int
+    rows_total: int
+    characters: int
+    tokens: int
+    tokens_per_character: float
+    unknown_tokens: int
+    unknown_share: float
+    byte_fallback_share: float | None = None
+    scripts: list[ScriptShare] = []
+    unknown_scripts: list[ScriptShare] = []
+    token_lengths: dict[str, float | int | None] = {}
+    max_length: int | None = None
+    truncated_rows: int = 0
+    truncated_share: float = 0.0
+    warnings: list[FitWarning] = []
+
+
+class DryRunTokens(Resource):
+    """Tokens of one split as the model reads them, measured on `sampled_rows` and scaled to `rows`."""
+
+    split: str
+    rows: int
+    sampled_rows: int
+    tokens: int
+    mean: float
+    p95: float
+    max: int
+    truncated_share: float
+
+
+class DryRunSteps(Resource):
+    train_rows: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    epochs: float
+    steps_per_epoch: int
+    total_steps: int
+    mean_tokens_per_row: float
+    tokens_per_epoch: int
+    total_tokens: int
+
+
+class DryRunDuration(Resource):
+    """The estimated duration: "measured" (earlier jobs of the base model) or "first_principles"."""
+
+    basis: str
+    seconds: float
+    train_seconds: float
+    stages: dict[str, float | None]
+    explanation: list[str]
+    reference_jobs: list[uuid.UUID]
+    other_team_jobs: int
+    tokens_per_second: float | None = None
+    samples_per_second: float | None = None
+
+
+class DryRunMemory(Resource):
+    worker_class: str
+    peak_bytes: int
+    components: dict[str, int]
+    explanation: list[str]
+
+
+class DryRunBaseModel(Resource):
+    name: str
+    model_type: str | None = None
+    parameters: int
+    embedding_parameters: int
+    trainable_parameters: int
+    counted_from: str
+    layers: int
+    hidden_size: int
+
+
+class JobDryRun(Resource):
+    """`jobs.dry_run`: the job as it would run; nothing was stored or started."""
+
+    spec: dict[str, Any]
+    worker_class: str
+    base_model: DryRunBaseModel
+    tokens: list[DryRunTokens]
+    steps: DryRunSteps
+    duration: DryRunDuration
+    memory: DryRunMemory
+    tokenizer_fit: TokenizerFit
+    warnings: list[str]
+    notes: list[str]
+
+
 class JobPage(Resource):
     items: list[Job]
     next_cursor: str | None = None
@@ -297,6 +409,45 @@ class Study(StudySummary):
 
 class StudyPage(Resource):
     items: list[StudySummary]
+    next_cursor: str | None = None
+
+
+class WebhookEndpoint(Resource):
+    """Where the team's job and study events are delivered (`webhooks.create`)."""
+
+    id: uuid.UUID
+    url: str
+    description: str | None = None
+    events: list[str]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    secret: str = Field(description="Signs every delivery; the API shows it once")
+
+
+class WebhookDelivery(Resource):
+    """One attempt to deliver one event; a retry is another attempt with the same event_id."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    attempt: int
+    # "pending", "succeeded" (a 2xx) or "failed".
+    status: str
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int | None = None
+    next_retry_at: datetime | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+    payload: dict[str, Any]
+
+
+class WebhookDeliveryPage(Resource):
+    items: list[WebhookDelivery]
     next_cursor: str | None = None
 
 

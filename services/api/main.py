@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 
 from services.api.errors import install_error_handlers
 from services.api.openapi import install_openapi
-from services.api.routes import admin, datasets, generate, health, jobs, models, studies
+from services.api.routes import admin, datasets, generate, health, jobs, models, studies, webhooks
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
@@ -86,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(generate.router)
     app.include_router(studies.router)
+    app.include_router(webhooks.router)
     return app

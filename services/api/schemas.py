@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.jobs.results import TokenizerFit
 from shared.jobs.spec import JobSpec
 
 
@@ -156,6 +157,82 @@ class JobCreate(JobSpec):
     name: str | None = Field(None, max_length=200)
 
 
+class DryRunTokens(ApiModel):
+    """Tokens of one split as the model reads them: special tokens and the chat template counted,
+    cut at max_seq_length, no padding. Measured on `sampled_rows` rows and scaled to `rows`."""
+
+    split: str
+    rows: int
+    sampled_rows: int
+    tokens: int
+    mean: float
+    p95: float
+    max: int
+    truncated_share: float
+
+
+class DryRunSteps(ApiModel):
+    """What the Trainer will do: optimizer steps and the tokens it trains on."""
+
+    train_rows: int
+    batch_size: int
+    gradient_accumulation_steps: int
+    epochs: float
+    steps_per_epoch: int
+    total_steps: int
+    mean_tokens_per_row: float
+    tokens_per_epoch: int
+    total_tokens: int
+
+
+class DryRunDuration(ApiModel):
+    basis: str = Field(
+        description="'measured' (from earlier jobs of the base model on this worker class) or "
+        "'first_principles' (training FLOPs over an assumed FLOP/s)"
+    )
+    seconds: float = Field(description="The stages that could be estimated, together")
+    train_seconds: float = Field(description="The train loop alone")
+    stages: dict[str, float | None] = Field(description="Seconds per stage; null where not estimated")
+    explanation: list[str]
+    reference_jobs: list[uuid.UUID] = Field(description="The team's earlier jobs the estimate is based on")
+    other_team_jobs: int = Field(description="Earlier jobs of other teams counted in the estimate, not named")
+    tokens_per_second: float | None
+    samples_per_second: float | None
+
+
+class DryRunMemory(ApiModel):
+    worker_class: str
+    peak_bytes: int
+    components: dict[str, int] = Field(description="Bytes by what holds them: weights, gradients, ...")
+    explanation: list[str]
+
+
+class DryRunBaseModel(ApiModel):
+    name: str
+    model_type: str | None
+    parameters: int
+    embedding_parameters: int
+    trainable_parameters: int
+    counted_from: str = Field(description="'safetensors' (the weights' headers) or 'config' (an estimate)")
+    layers: int
+    hidden_size: int
+
+
+class JobDryRun(ApiModel):
+    """What `POST /v1/jobs?dry_run=true` answers: the job as it would run. Nothing is stored."""
+
+    spec: dict[str, Any] = Field(description="The spec with every default filled in, as it would be stored")
+    worker_class: str = Field(description="'cpu' or 'gpu': the train workers of this deployment")
+    base_model: DryRunBaseModel
+    tokens: list[DryRunTokens]
+    steps: DryRunSteps
+    duration: DryRunDuration
+    memory: DryRunMemory
+    tokenizer_fit: TokenizerFit
+    warnings: list[str]
+    notes: list[str] = Field(description="How the figures were measured (sampling, splits)")
+
+
 class JobError(ApiModel):
     code: str
     message: str | None
@@ -280,3 +357,79 @@ class HealthStatus(ApiModel):
 class ReadyStatus(ApiModel):
     ready: bool
     checks: dict[str, dict[str, Any]]
+
+
+WEBHOOK_EVENTS_HELP = (
+    "job.succeeded, job.failed, job.cancelled, job.gate_failed (a job stopped by its evaluation gate; "
+    "not also job.failed), study.succeeded, study.failed, study.cancelled"
+)
+
+
+class WebhookEndpoint(ApiModel):
+    id: uuid.UUID
+    url: str
+    description: str | None
+    events: list[str] = Field(description=f"The event types delivered here: {WEBHOOK_EVENTS_HELP}")
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    secret: str = Field(
+        description="Signs every delivery (Temper-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "
+        "'<t>.<body>')>). Shown once, here: store it now"
+    )
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/temper",
+                    "events": ["job.succeeded", "job.failed", "job.gate_failed"],
+                    "description": "team chat notifier",
+                }
+            ]
+        },
+    )
+    url: str = Field(min_length=1, max_length=2000, description="An http:// or https:// URL")
+    events: list[str] | None = Field(
+        None, description=f"Event types to deliver (default: all of them): {WEBHOOK_EVENTS_HELP}"
+    )
+    description: str | None = Field(None, max_length=200)
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"active": False}, {"events": ["job.failed"]}]}
+    )
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    events: list[str] | None = None
+    description: str | None = Field(None, max_length=200)
+    active: bool | None = Field(
+        None, description="An inactive endpoint gets no events (a test event still goes)"
+    )
+
+
+class WebhookDelivery(ApiModel):
+    """One attempt to deliver one event; a retry is a new attempt with the same event_id."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID = Field(description="The same for every attempt of an event (Temper-Event-Id)")
+    event_type: str
+    attempt: int
+    status: str = Field(description="pending, succeeded (a 2xx) or failed")
+    status_code: int | None
+    error: str | None
+    duration_ms: int | None
+    next_retry_at: datetime | None = Field(description="When the next attempt is due, if one is scheduled")
+    created_at: datetime
+    finished_at: datetime | None
+    payload: dict[str, Any] = Field(description="The JSON body that is (or was) sent")
+
+
+class WebhookDeliveryPage(Page[WebhookDelivery]):
+    """A page of delivery attempts, newest first; pass `next_cursor` back as `cursor` for the next one."""

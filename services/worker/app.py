@@ -13,6 +13,7 @@ from shared.jobs.stages.context import StageContext
 from shared.observability import configure_logging
 from shared.queue import create_celery_app
 from shared.settings import get_settings
+from shared.webhooks.delivery import WebhookSender
 
 settings = get_settings()
 configure_logging(json_output=settings.log_json, level=settings.log_level)
@@ -45,6 +46,14 @@ def stage_context() -> StageContext:
     return context
 
 
+def webhook_sender() -> WebhookSender:
+    """The per-process HTTP client that delivers webhooks, built on first use."""
+    if "webhook_sender" not in _state:
+        _state["webhook_sender"] = WebhookSender(timeout_s=settings.webhook_timeout.total_seconds())
+    sender: WebhookSender = _state["webhook_sender"]
+    return sender
+
+
 @worker_process_init.connect
 def _init_process(**_: object) -> None:
     _state.clear()
@@ -55,6 +64,9 @@ def _close_process(**_: object) -> None:
     engine = _state.pop("engine", None)
     if engine is not None:
         engine.dispose()
+    sender = _state.pop("webhook_sender", None)
+    if sender is not None:
+        sender.close()
 
 
 # Registers the tasks, beat's schedule and the metrics endpoint on `celery_app`.

@@ -20,14 +20,15 @@ from typing import Any
 import structlog
 from celery import Task
 
-from services.worker.app import celery_app, settings, stage_context
+from services.worker.app import celery_app, settings, stage_context, webhook_sender
 from shared.errors import TransientError
 from shared.failures import classify_failure
 from shared.jobs.run import JobRun
 from shared.jobs.stages.bodies import stage_body
 from shared.jobs.stages.runner import run_stage
 from shared.observability import QUEUE_WAIT, STAGE_RETRIES
-from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES
+from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES, WEBHOOK_DELIVER_TASK
+from shared.webhooks.delivery import DeliveryPolicy, deliver
 
 log = structlog.get_logger(__name__)
 
@@ -155,3 +156,15 @@ def advance_study_task(self: Task, study_id: str) -> None:
         default_job_limit=settings.max_concurrent_jobs_per_team,
         gpu_workers=settings.gpu_workers,
     )
+
+
+@temper_task(WEBHOOK_DELIVER_TASK)
+def deliver_webhook_task(self: Task, delivery_id: str) -> None:
+    """One attempt of a webhook delivery; it records itself and schedules the next attempt."""
+    policy = DeliveryPolicy(
+        timeout_s=settings.webhook_timeout.total_seconds(),
+        max_attempts=settings.webhook_max_attempts,
+        backoff_s=settings.webhook_retry_backoff.total_seconds(),
+        backoff_max_s=settings.webhook_retry_backoff_max.total_seconds(),
+    )
+    deliver(stage_context().session_factory, webhook_sender(), uuid.UUID(delivery_id), policy)

@@ -1,7 +1,7 @@
 """Side effects that must wait for a commit: registered during a transaction, run after it.
 
 A service that changes rows and wants something to happen because of it (send the next stage to
-the queue, tell a study, delete an object, load a model on Triton) adds an effect to the session's
+the queue, tell a study, delete an object, load a model on Triton, deliver a webhook) adds an effect to the session's
 outbox instead of doing it on the spot. Whoever commits the session runs the effects, once the
 commit went through; a rollback drops them. So a worker never gets a task for a row it cannot see
 yet, and a refused request deletes nothing.
@@ -63,7 +63,15 @@ class RevokeTask:
     terminate: bool = True
 
 
-Effect = EnqueueStage | AdvanceStudy | DeleteObject | LoadModelVersion | RevokeTask
+@dataclass(frozen=True)
+class DeliverWebhook:
+    """Send one webhook delivery attempt (its row is pending), after `countdown` seconds."""
+
+    delivery_id: uuid.UUID
+    countdown: float | None = None
+
+
+Effect = EnqueueStage | AdvanceStudy | DeleteObject | LoadModelVersion | RevokeTask | DeliverWebhook
 
 
 class EffectRunner(Protocol):

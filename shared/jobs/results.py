@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.data.tokenizer_fit import TokenizerFitReport
+
 
 class StageResult(BaseModel):
     """Base of every stage result; `key` is where it lives in `job.result`."""
@@ -21,6 +23,52 @@ class StageResult(BaseModel):
     # Results written by an older version may carry fields since dropped: read them anyway.
     model_config = ConfigDict(extra="ignore")
     key: ClassVar[str]
+
+
+class ScriptShare(BaseModel):
+    """Letters of one Unicode script in the text, and their share of all letters."""
+
+    script: str
+    letters: int
+    share: float
+
+
+class FitWarning(BaseModel):
+    """A fit measure over its threshold, with what to do about it."""
+
+    code: Literal["unknown_tokens", "byte_fallback", "truncation"]
+    message: str
+    suggestion: str
+    value: float
+    threshold: float
+
+
+class TokenizerFit(BaseModel):
+    """How the base model's tokenizer fits the train text (`shared.data.tokenizer_fit`), measured on
+    `rows` of the split's `rows_total` rows before any GPU time."""
+
+    tokenizer: str
+    rows: int
+    rows_total: int
+    characters: int
+    tokens: int
+    tokens_per_character: float
+    unknown_tokens: int
+    unknown_share: float
+    # Bytes of the text spelled out byte by byte; None when the tokenizer gives no character offsets.
+    byte_fallback_share: float | None = None
+    scripts: list[ScriptShare] = Field(default_factory=list)
+    # The scripts of the characters that became unknown tokens.
+    unknown_scripts: list[ScriptShare] = Field(default_factory=list)
+    token_lengths: dict[str, float | int | None] = Field(default_factory=dict)
+    max_length: int | None = None
+    truncated_rows: int = 0
+    truncated_share: float = 0.0
+    warnings: list[FitWarning] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, report: TokenizerFitReport, rows_total: int) -> TokenizerFit:
+        return cls.model_validate({**report.as_dict(), "rows_total": rows_total})
 
 
 class ValidationResult(StageResult):
@@ -35,6 +83,9 @@ class ValidationResult(StageResult):
     warnings: list[str] = Field(default_factory=list)
     # Instruction data only: turns, answer-token share, truncated rows under the chat template.
     instructions: dict[str, Any] | None = None
+    # Unknown tokens, byte fallback, scripts and truncation of the train text under the base
+    # model's tokenizer; its warnings are among `warnings` (truncation is said once, by the stage).
+    tokenizer_fit: TokenizerFit | None = None
 
 
 class TrainResult(StageResult):
@@ -46,7 +97,10 @@ class TrainResult(StageResult):
     train_runtime_s: float = 0.0
     precision: str = "fp32"
     train_samples_per_second: float = 0.0
+    # Real (non-padding) tokens per second, cut at max_seq_length; what dry-run estimates are based on.
     train_tokens_per_second: float | None = None
+    # Where it ran: "cpu" or "cuda:<device name>" (None on results older than the field).
+    device: str | None = None
     trainable_parameters: int = 0
     total_parameters: int = 0
     resumed_from: str | None = None

@@ -2,8 +2,8 @@
 and how a stage starts, finishes and fails.
 
 Routes, the run handle and studies call this; it only flushes. Whoever opened the session commits;
-what must follow the commit (send the next stage, tell a study) goes on the session's outbox and
-runs after it.
+what must follow the commit (send the next stage, tell a study, deliver the team's webhooks) goes on
+the session's outbox and runs after it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from shared.base_models.repository import BaseModelRepository
 from shared.datasets.repository import DatasetRepository
 from shared.db.base import utcnow
-from shared.db.models import Checkpoint, Dataset, Job, JobEvent, JobMetricPoint
+from shared.db.models import BaseModelEntry, Checkpoint, Dataset, Job, JobEvent, JobMetricPoint
 from shared.db.outbox import AdvanceStudy, EnqueueStage, outbox
 from shared.db.pagination import decode_cursor, encode_cursor
 from shared.errors import IllegalTransition, InvalidInput, NotFound, QuotaExceeded
@@ -27,11 +27,23 @@ from shared.jobs.spec import DATASET_TASK_OF, JobSpec
 from shared.jobs.states import STAGE_NAMES, STAGE_STATUS, TERMINAL, JobStatus, can_transition
 from shared.observability import JOB_TRANSITIONS
 from shared.pipeline.architectures import default_lora_targets
+from shared.webhooks.service import WebhookService
 
 # What `start_stage` decided: run the stage body, or leave the job alone.
 StartDecision = Literal["run", "skip"]
 
 DEFAULT_VALIDATION_SPLIT = 0.1
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    """A spec that may be submitted, with its defaults resolved, and the rows it names."""
+
+    spec: JobSpec
+    base_model: BaseModelEntry
+    train: Dataset
+    validation: Dataset | None
+    test: Dataset | None
 
 
 @dataclass(frozen=True)
@@ -65,48 +77,9 @@ class JobService:
             if existing is not None:
                 return SubmitOutcome(job=existing, created=False)
 
-        base_model = self.base_models.get_by_name(spec.base_model)
-        if base_model is None:
-            raise _field_error("base_model", f"base model '{spec.base_model}' is not in the catalog")
-        if base_model.task_family != spec.task:
-            raise _field_error(
-                "base_model",
-                f"base model '{spec.base_model}' is for '{base_model.task_family}', not '{spec.task}'",
-            )
-        self._check_method(spec, base_model.model_type)
-        train = self._dataset(team_id, spec.train_dataset_id, "train_dataset_id", spec.task)
-        validation = (
-            self._dataset(team_id, spec.validation_dataset_id, "validation_dataset_id", spec.task)
-            if spec.validation_dataset_id
-            else None
-        )
-        test = (
-            self._dataset(team_id, spec.test_dataset_id, "test_dataset_id", spec.task)
-            if spec.test_dataset_id
-            else None
-        )
-        if spec.distillation is not None:
-            self._check_teacher(team_id, spec.distillation.teacher_job_id, train)
-        train_labels = set(train.labels)
-        for field, dataset in (("validation_dataset_id", validation), ("test_dataset_id", test)):
-            if dataset is None:
-                continue
-            unknown = sorted(set(dataset.labels) - train_labels)
-            if unknown:
-                raise _field_error(
-                    field,
-                    f"labels {unknown} appear in dataset {dataset.id} but not in the train dataset; "
-                    "the model could never predict them",
-                )
-        if spec.validation_dataset_id is None and spec.validation_split is None:
-            spec = spec.model_copy(update={"validation_split": DEFAULT_VALIDATION_SPLIT})
-        if spec.validation_split is not None:
-            held_out = int(train.row_count * spec.validation_split)
-            if held_out < 1 or train.row_count - held_out < 2:
-                raise _field_error(
-                    "validation_split",
-                    f"a split of {spec.validation_split} of {train.row_count} rows leaves no validation or train rows",
-                )
+        checked = self.check_spec(team_id, spec)
+        spec, base_model = checked.spec, checked.base_model
+        train, validation, test = checked.train, checked.validation, checked.test
         if max_active_jobs is not None and self.jobs.count_active(team_id) >= max_active_jobs:
             raise QuotaExceeded(
                 f"the team already has {max_active_jobs} unfinished jobs (its limit); wait or cancel one",
@@ -180,6 +153,54 @@ class JobService:
         if teacher_labels and missing:
             raise _field_error(field, f"the teacher never learned labels {missing} of the train dataset")
 
+    def check_spec(self, team_id: uuid.UUID, spec: JobSpec) -> CheckedSpec:
+        """Everything a submission is refused for before it is stored (a dry run answers the same
+        errors): the base model, the method, the datasets and their labels, the split. Returns the
+        spec with its defaults resolved and the rows it names."""
+        base_model = self.base_models.get_by_name(spec.base_model)
+        if base_model is None:
+            raise _field_error("base_model", f"base model '{spec.base_model}' is not in the catalog")
+        if base_model.task_family != spec.task:
+            raise _field_error(
+                "base_model",
+                f"base model '{spec.base_model}' is for '{base_model.task_family}', not '{spec.task}'",
+            )
+        self._check_method(spec, base_model.model_type)
+        train = self._dataset(team_id, spec.train_dataset_id, "train_dataset_id", spec.task)
+        validation = (
+            self._dataset(team_id, spec.validation_dataset_id, "validation_dataset_id", spec.task)
+            if spec.validation_dataset_id
+            else None
+        )
+        test = (
+            self._dataset(team_id, spec.test_dataset_id, "test_dataset_id", spec.task)
+            if spec.test_dataset_id
+            else None
+        )
+        if spec.distillation is not None:
+            self._check_teacher(team_id, spec.distillation.teacher_job_id, train)
+        train_labels = set(train.labels)
+        for field, dataset in (("validation_dataset_id", validation), ("test_dataset_id", test)):
+            if dataset is None:
+                continue
+            unknown = sorted(set(dataset.labels) - train_labels)
+            if unknown:
+                raise _field_error(
+                    field,
+                    f"labels {unknown} appear in dataset {dataset.id} but not in the train dataset; "
+                    "the model could never predict them",
+                )
+        if spec.validation_dataset_id is None and spec.validation_split is None:
+            spec = spec.model_copy(update={"validation_split": DEFAULT_VALIDATION_SPLIT})
+        if spec.validation_split is not None:
+            held_out = int(train.row_count * spec.validation_split)
+            if held_out < 1 or train.row_count - held_out < 2:
+                raise _field_error(
+                    "validation_split",
+                    f"a split of {spec.validation_split} of {train.row_count} rows leaves no validation or train rows",
+                )
+        return CheckedSpec(spec=spec, base_model=base_model, train=train, validation=validation, test=test)
+
     # Reads ----------------------------------------------------------------------------------------
 
     def get(self, team_id: uuid.UUID, job_id: uuid.UUID) -> Job:
@@ -216,6 +237,7 @@ class JobService:
             job.running_stage = None
             if job.study_id is not None:
                 outbox(self.session).add(AdvanceStudy(job.study_id))
+            WebhookService(self.session).job_finished(job)
         self._event(job, "transition", from_status=current, to_status=target, message=message, data=data)
         JOB_TRANSITIONS.labels(from_status=current.value, to_status=target.value).inc()
         return job

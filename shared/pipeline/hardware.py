@@ -32,6 +32,11 @@ class Accelerator:
     bf16_supported: bool
 
     @property
+    def device(self) -> str:
+        """Where training runs, as results record it: "cpu" or "cuda:<device name>"."""
+        return f"cuda:{self.device_name}" if self.cuda_available else "cpu"
+
+    @property
     def mixed_precision(self) -> MixedPrecision:
         """bf16 where the GPU supports it, fp16 on other CUDA GPUs, fp32 on CPU.
 

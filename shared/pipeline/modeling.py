@@ -179,7 +179,9 @@ def nf4_quantization(skip_modules: list[str] | None = None) -> BitsAndBytesConfi
     try:
         import bitsandbytes  # noqa: F401  (transformers needs it for 4-bit loading)
     except ImportError as error:
-        raise UnsupportedModelError("qlora needs the bitsandbytes package on this worker (the gpu extra)") from error
+        raise UnsupportedModelError(
+            "qlora needs the bitsandbytes package on this worker (the gpu extra)"
+        ) from error
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",

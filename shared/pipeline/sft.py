@@ -79,6 +79,7 @@ class SFTResult:
     total_parameters: int = 0
     precision: MixedPrecision = "fp32"
     packing: PackingMode = "length_grouped"
+    device: str = "cpu"
 
 
 def packing_mode(requested: bool, accelerator: Accelerator) -> PackingMode:
@@ -145,6 +146,7 @@ def _train(request: SFTRequest, hooks: TrainingHooks) -> SFTResult:
         total_parameters=total_parameters,
         precision=accelerator.mixed_precision,
         packing=packing,
+        device=accelerator.device,
     )
     if hooks_callback.cancelled:
         return result

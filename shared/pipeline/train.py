@@ -112,9 +112,12 @@ class TrainResult:
     eval_metrics: dict[str, float] = field(default_factory=dict)
     train_runtime_seconds: float = 0.0
     train_samples_per_second: float = 0.0
+    # Real tokens (cut at max_seq_length, without padding) per second, as for causal LMs.
+    train_tokens_per_second: float = 0.0
     trainable_parameters: int = 0
     total_parameters: int = 0
     precision: MixedPrecision = "fp32"
+    device: str = "cpu"
 
 
 def checkpoints_dir(output_dir: Path) -> Path:
@@ -227,9 +230,12 @@ def _train(request: TrainRequest, hooks: TrainingHooks) -> TrainResult:
         total_steps=trainer.state.max_steps,
         train_runtime_seconds=train_output.metrics["train_runtime"],
         train_samples_per_second=train_output.metrics["train_samples_per_second"],
+        train_tokens_per_second=train_output.metrics["train_samples_per_second"]
+        * _mean_tokens_per_row(train_features),
         trainable_parameters=trainable_parameters,
         total_parameters=total_parameters,
         precision=accelerator.mixed_precision,
+        device=accelerator.device,
     )
     if hooks_callback.cancelled:
         return result
@@ -241,6 +247,11 @@ def _train(request: TrainRequest, hooks: TrainingHooks) -> TrainResult:
         result.eval_metrics = eval_quality_metrics(trainer.evaluate())
     result.final_model_dir, result.adapter_dir = _save_final_model(request, trainer, tokenizer)
     return result
+
+
+def _mean_tokens_per_row(features: Sequence[dict[str, Any]]) -> float:
+    """Tokens per encoded row (truncated, no padding): the Trainer counts samples, dry runs tokens."""
+    return sum(len(feature["input_ids"]) for feature in features) / len(features) if features else 0.0
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from shared.studies.search import TrialRecord, next_trial_params
 from shared.studies.spec import SearchVariants, StudySpec
 from shared.studies.variants import deep_merge, lookup, plan_variant, plan_variants
 from shared.teams.repository import TeamRepository
+from shared.webhooks.service import WebhookService
 
 RUNNING = "running"
 STUDY_TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -158,6 +159,7 @@ class StudyService:
         study.result = ranking_result(study, rows)
         # A failed variant does not fail the study; a study where no variant produced the metric does.
         study.status = "succeeded" if study.result["ranking"] else "failed"
+        WebhookService(self.session).study_finished(study)
 
     def _team_job_limit(self, team_id: uuid.UUID) -> int | None:
         team = TeamRepository(self.session).get(team_id)
@@ -200,6 +202,7 @@ class StudyService:
                 self.jobs.request_cancel(team_id, job.id)
         study.status = "cancelled"
         study.result = ranking_result(study, rows)
+        WebhookService(self.session).study_finished(study)
         self.session.flush()
         return study
 

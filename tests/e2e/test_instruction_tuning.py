@@ -77,8 +77,13 @@ def test_instruction_tuning_end_to_end(
         validation = job["result"]["validation"]
         assert validation["instructions"]["chat_template"] == "model"
         assert 0 < validation["instructions"]["answer_token_share"] < 1
+        # The byte-level BPE makes no unknown tokens; the fit is measured on the rendered template.
+        fit = validation["tokenizer_fit"]
+        assert fit["unknown_tokens"] == 0 and fit["rows"] == fit["rows_total"] == 12
+        assert fit["max_length"] == 96 and fit["scripts"][0]["script"] == "Latin"
         train = job["result"]["train"]
         assert train["train_tokens_per_second"] > 0 and train["packing"] == "length_grouped"
+        assert train["device"] == "cpu"
         assert job["progress"]["tokens_per_second"] > 0
 
         evaluation = job["result"]["evaluation"]

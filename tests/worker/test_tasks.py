@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES, TRITON_RECONCILE_TASK
+from shared.queue import (
+    STAGE_TASKS,
+    STUDY_ADVANCE_TASK,
+    TASK_QUEUES,
+    TRITON_RECONCILE_TASK,
+    WEBHOOK_DELIVER_TASK,
+)
 from tests.support.stack import REPO_ROOT
 
 PROBE = """
@@ -43,10 +49,17 @@ def worker_table(tmp_path: Path, **env: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_every_stage_and_study_task_is_registered_on_its_queue_and_safe_to_redeliver(tmp_path: Path) -> None:
+def test_every_stage_study_and_webhook_task_is_registered_on_its_queue_and_safe_to_redeliver(
+    tmp_path: Path,
+) -> None:
     table = worker_table(tmp_path)["tasks"]
-    assert set(table) == {*STAGE_TASKS.values(), STUDY_ADVANCE_TASK, TRITON_RECONCILE_TASK}
-    for name in (*STAGE_TASKS.values(), STUDY_ADVANCE_TASK):
+    assert set(table) == {
+        *STAGE_TASKS.values(),
+        STUDY_ADVANCE_TASK,
+        WEBHOOK_DELIVER_TASK,
+        TRITON_RECONCILE_TASK,
+    }
+    for name in (*STAGE_TASKS.values(), STUDY_ADVANCE_TASK, WEBHOOK_DELIVER_TASK):
         assert table[name] == {
             "queue": TASK_QUEUES[name],
             "acks_late": True,

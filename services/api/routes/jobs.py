@@ -6,7 +6,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 
 from services.api import schemas
@@ -14,11 +15,14 @@ from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
 from services.api.openapi import errors, json_document, text_answer
 from services.api.presenters import present_files, present_job
 from shared.errors import InvalidInput, NotFound
+from shared.jobs.dry_run import DryRunLimits, DryRunService
 from shared.jobs.layout import JobLayout
 from shared.jobs.repository import JobRepository
 from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
 from shared.jobs.states import TERMINAL, JobStatus
+from shared.settings import Settings
+from shared.storage.base import ObjectStore
 from shared.storage.errors import ObjectNotFound
 from shared.teams.repository import TeamRepository
 
@@ -34,8 +38,9 @@ SSE_POLL_INTERVAL_S = 0.5
     operation_id="jobs_create",
     responses={
         200: {
-            "model": schemas.Job,
-            "description": "The job an earlier request with this Idempotency-Key made",
+            "model": schemas.Job | schemas.JobDryRun,
+            "description": "The job an earlier request with this Idempotency-Key made; with "
+            "dry_run=true, the job as it would run (JobDryRun), and nothing stored",
         },
         **errors(422, 429),
     },
@@ -45,14 +50,25 @@ def submit_job(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
+    store: StoreDep,
     principal: PrincipalDep,
     idempotency_key: Annotated[
         str | None,
         Header(max_length=200, description="Sending the same key again returns the first job, not a new one"),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Check the spec and answer what the job would do (tokens, steps, estimated "
+            "duration and memory, tokenizer fit) without storing or starting anything"
+        ),
+    ] = False,
 ) -> object:
-    """Submit a fine-tuning job; it is queued and validated by a worker."""
+    """Submit a fine-tuning job; it is queued and validated by a worker. With dry_run=true, nothing
+    is stored: the answer is the job as it would run, and a bad spec gets the same error."""
     spec = JobSpec.model_validate(body.model_dump(exclude={"name"}))
+    if dry_run:
+        return _dry_run(spec, session, settings, store, principal.team_id)
     team = TeamRepository(session).get(principal.team_id)
     limit = (team.max_concurrent_jobs if team else None) or settings.max_concurrent_jobs_per_team
     outcome = JobService(session, gpu_workers=settings.gpu_workers).submit(
@@ -62,6 +78,25 @@ def submit_job(
         response.status_code = status.HTTP_200_OK
     # The validate task is on the session's outbox: it is sent once the request's session commits.
     return present_job(outcome.job)
+
+
+def _dry_run(
+    spec: JobSpec, session: Session, settings: Settings, store: ObjectStore, team_id: uuid.UUID
+) -> JSONResponse:
+    limits = DryRunLimits(
+        sample_rows=settings.dry_run_sample_rows,
+        cpu_flops=settings.estimate_cpu_flops,
+        gpu_flops=settings.estimate_gpu_flops,
+        worker_memory_bytes=int(settings.train_worker_memory_gib * 1024**3)
+        if settings.train_worker_memory_gib
+        else None,
+    )
+    service = DryRunService(
+        session, store, settings.work_dir / "dry-run", gpu_workers=settings.gpu_workers, limits=limits
+    )
+    answer = schemas.JobDryRun.model_validate(service.dry_run(team_id, spec))
+    # Not the route's response model (a Job): the dry run's own, with 200 (nothing was created).
+    return JSONResponse(answer.model_dump(mode="json"), status_code=status.HTTP_200_OK)
 
 
 @router.get("", response_model=schemas.JobPage, operation_id="jobs_list", responses=errors(422))

@@ -1,4 +1,4 @@
-"""`temper jobs`: submit, list, get, cancel, watch (live, over the event stream), report, files."""
+"""`temper jobs`: submit (or dry-run), list, get, cancel, watch (live, over the event stream), report, files."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from services.cli.commands.output import (
     show,
 )
 from temper_client import Temper
-from temper_client.types import Job
+from temper_client.types import Job, JobDryRun
 
 app = typer.Typer(help="Submit, follow and inspect fine-tuning jobs.", no_args_is_help=True)
 
@@ -40,11 +40,28 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Submitting again with the same key returns the first job.")
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Submit nothing: show the job as it would run (tokens, steps, estimated duration and "
+            "memory, tokenizer fit and warnings).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Submit a fine-tuning job from a JSON spec."""
     spec = json.loads(spec_file.read_text())
+    if dry_run and watch_job:
+        raise typer.BadParameter("a dry run starts no job to watch", param_hint="--watch")
     with client() as temper:
+        if dry_run:
+            planned = temper.jobs.dry_run(spec)
+            if json_output:
+                print_json(planned)
+            else:
+                show_dry_run(planned)
+            return
         job = temper.jobs.create(spec, name=name, idempotency_key=idempotency_key)
         if json_output:
             print_json(job)
@@ -54,6 +71,70 @@ def submit(
         console.print(f"job [bold]{job.id}[/bold] {job.status}")
         if watch_job:
             follow(temper, str(job.id))
+
+
+def show_dry_run(planned: JobDryRun) -> None:
+    """The dry run for a person: what would run, how long and how big, and what to fix first."""
+    model = planned.base_model
+    console.print(f"[bold]dry run[/bold]: nothing was submitted; a {planned.worker_class} worker would run:")
+    console.print(
+        f"base model  {model.name} ({model.model_type or 'unknown type'}): {model.parameters:,} parameters, "
+        f"{model.trainable_parameters:,} trained"
+    )
+    table = Table(
+        "split", "rows", "tokens", "mean", "p95", "max", "cut", title="tokens as the model reads them"
+    )
+    for entry in planned.tokens:
+        table.add_row(
+            entry.split,
+            f"{entry.rows:,}",
+            f"{entry.tokens:,}",
+            f"{entry.mean:.1f}",
+            f"{entry.p95:.0f}",
+            str(entry.max),
+            f"{entry.truncated_share:.0%}",
+        )
+    console.print(table)
+    steps = planned.steps
+    console.print(
+        f"steps       {steps.total_steps:,} ({steps.steps_per_epoch:,} an epoch x {steps.epochs:g}), "
+        f"{steps.total_tokens:,} training tokens"
+    )
+    duration = planned.duration
+    stages = ", ".join(
+        f"{stage} {_duration(seconds) if seconds is not None else 'not estimated'}"
+        for stage, seconds in duration.stages.items()
+    )
+    console.print(f"duration    about {_duration(duration.seconds)} ({duration.basis}): {stages}")
+    for line in duration.explanation:
+        console.print(f"            {line}", style="dim")
+    memory = planned.memory
+    parts = ", ".join(f"{name} {_size(size)}" for name, size in memory.components.items())
+    console.print(
+        f"memory      peak about {_size(memory.peak_bytes)} on a {memory.worker_class} worker ({parts})"
+    )
+    fit = planned.tokenizer_fit
+    scripts = ", ".join(f"{entry.script} {entry.share:.0%}" for entry in fit.scripts[:3]) or "no letters"
+    fallback = f"{fit.byte_fallback_share:.0%}" if fit.byte_fallback_share is not None else "unknown"
+    console.print(
+        f"tokenizer   {fit.unknown_share:.1%} unknown tokens, {fallback} of bytes spelled out, scripts: {scripts}"
+    )
+    for warning in planned.warnings:
+        console.print(f"[yellow]warning[/yellow]: {warning}")
+    for note in planned.notes:
+        console.print(f"note: {note}", style="dim")
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @app.command("list")

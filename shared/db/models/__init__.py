@@ -6,6 +6,7 @@ from shared.db.models.job import Checkpoint, Job, JobEvent, JobMetricPoint
 from shared.db.models.registry import ModelPromotion, ModelVersion, RegisteredModel
 from shared.db.models.study import Study, StudyVariant
 from shared.db.models.team import ApiKey, Team
+from shared.db.models.webhook import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -21,4 +22,6 @@ __all__ = [
     "Study",
     "StudyVariant",
     "Team",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -65,7 +65,9 @@ def run_publish(run: JobRun) -> StageOutcome:
     upload_version(run.ctx.model_repository, staging, published.models, version)
 
     formats = [served, *(["tensorrt"] if engines else [])]
-    return StageOutcome(result=record_version(run, repository_name, version, formats, published.models, export))
+    return StageOutcome(
+        result=record_version(run, repository_name, version, formats, published.models, export)
+    )
 
 
 def reserve_version(run: JobRun) -> tuple[str, int]:
@@ -78,7 +80,12 @@ def reserve_version(run: JobRun) -> tuple[str, int]:
 
 
 def record_version(
-    run: JobRun, repository_name: str, version: int, formats: list[str], models: list[str], export: ExportResult
+    run: JobRun,
+    repository_name: str,
+    version: int,
+    formats: list[str],
+    models: list[str],
+    export: ExportResult,
 ) -> PublishResult:
     """Record the uploaded version with its lineage, and promote it when the spec asks and the gate
     passed (Triton loads it after the commit)."""

@@ -95,6 +95,8 @@ def run_train(run: JobRun) -> StageOutcome:
         train_runtime_s=trained.train_runtime_seconds,
         precision=trained.precision,
         train_samples_per_second=trained.train_samples_per_second,
+        train_tokens_per_second=trained.train_tokens_per_second,
+        device=trained.device,
         trainable_parameters=trained.trainable_parameters,
         total_parameters=trained.total_parameters,
         resumed_from=resume_from.name if resume_from else None,

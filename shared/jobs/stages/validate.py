@@ -1,7 +1,8 @@
 """The validate stage: the job's datasets checked against its spec and its base model's tokenizer.
 
 Uploads were validated on their own; this stage checks what only the job knows: the split, the
-labels across datasets, lengths in tokens of the chosen base model, and train/test overlap.
+labels across datasets, lengths in tokens of the chosen base model, how well that model's tokenizer
+fits the text (unknown tokens, byte fallback, scripts), and train/test overlap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from transformers import AutoTokenizer
 
 from shared.data.report import dataset_overlap, token_length_stats
 from shared.errors import InvalidDataset
+from shared.jobs.fit import FIT_SAMPLE_ROWS, classification_texts, every_nth, fit_warnings, measure_fit
 from shared.jobs.results import ValidationResult
 from shared.jobs.run import JobRun
 from shared.jobs.stages.data import base_model_dir, load_job_rows
@@ -53,6 +55,15 @@ def run_validate(run: JobRun) -> StageOutcome:
         warnings.append(
             f"{truncated_share:.0%} of train rows are longer than max_seq_length={max_length} tokens and will be cut"
         )
+    tokenizer_fit = measure_fit(
+        classification_texts(every_nth(rows.train, FIT_SAMPLE_ROWS)),
+        tokenizer,
+        base_model=run.inputs.base_model.name,
+        max_length=max_length,
+        rows_total=len(rows.train),
+        truncation_warning_share=TRUNCATION_WARNING_SHARE,
+    )
+    warnings.extend(fit_warnings(tokenizer_fit))
 
     overlap: dict[str, Any] = {"validation": dataset_overlap(rows.train, rows.validation)}
     if rows.test is not None:
@@ -77,5 +88,6 @@ def run_validate(run: JobRun) -> StageOutcome:
             token_lengths=token_lengths,
             overlap=overlap,
             warnings=warnings,
+            tokenizer_fit=tokenizer_fit,
         )
     )

@@ -56,4 +56,6 @@ def run_publish(run: JobRun) -> StageOutcome:
     upload_version(run.ctx.model_repository, staging, published.models, version)
 
     formats = [served, *(["vllm"] if vllm is not None else [])]
-    return StageOutcome(result=record_version(run, repository_name, version, formats, published.models, export))
+    return StageOutcome(
+        result=record_version(run, repository_name, version, formats, published.models, export)
+    )

@@ -2,8 +2,8 @@
 
 The upload checked every row on its own; this stage measures what only the job knows: lengths in the
 base model's tokens with the template the job trains with, the rows `max_seq_length` would cut, the
-share of tokens that are answers (what the loss is computed on), and prompts the test set shares
-with the train set.
+share of tokens that are answers (what the loss is computed on), how well the tokenizer fits the
+text (unknown tokens, byte fallback, scripts), and prompts the test set shares with the train set.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from shared.data.report import TextDigests, dataset_overlap, length_stats
 from shared.errors import InvalidDataset
+from shared.jobs.fit import FIT_SAMPLE_ROWS, conversation_texts, every_nth, fit_warnings, measure_fit
 from shared.jobs.results import ValidationResult
 from shared.jobs.run import JobRun
 from shared.jobs.stages.causal_lm.data import job_tokenizer, load_conversations, tokenized
@@ -54,6 +55,16 @@ def run_validate(run: JobRun) -> StageOutcome:
         )
     if template_source == "fallback":
         warnings.append("the base model has no chat template; the documented fallback template is used")
+    sample = every_nth(range(len(conversations.train)), FIT_SAMPLE_ROWS)
+    tokenizer_fit = measure_fit(
+        conversation_texts(tokenizer, _messages(conversations.train.select(sample))),
+        tokenizer,
+        base_model=run.inputs.base_model.name,
+        max_length=max_length,
+        rows_total=len(conversations.train),
+        truncation_warning_share=TRUNCATION_WARNING_SHARE,
+    )
+    warnings.extend(fit_warnings(tokenizer_fit))
 
     train_prompts = TextDigests.from_texts(_prompts(conversations.train, tokenizer))
     overlap: dict[str, Any] = {
@@ -97,6 +108,7 @@ def run_validate(run: JobRun) -> StageOutcome:
                 "messages_per_conversation": {str(count): rows for count, rows in sorted(turns.items())},
                 "roles": dict(sorted(roles.items())),
             },
+            tokenizer_fit=tokenizer_fit,
         )
     )
 
