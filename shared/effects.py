@@ -8,7 +8,7 @@ waits with no task, Triton's reconcile loads the production versions it lacks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -18,6 +18,7 @@ from shared.db.outbox import (
     AdvanceStudy,
     DeleteObject,
     DeliverWebhook,
+    DispatchJobs,
     Effect,
     EnqueueStage,
     LoadModelVersion,
@@ -39,6 +40,9 @@ class ProcessEffects:
     store: ObjectStore
     model_repository: ObjectStore | None = None
     triton_url: str | None = None
+    # Runs one dispatch pass in its own transaction; set once the process's session factory exists
+    # (`shared.jobs.dispatch.dispatch_in`). Without it, celery beat's tick dispatches.
+    dispatch: Callable[[], object] | None = None
 
     def run(self, effects: Sequence[Effect]) -> None:
         for effect in effects:
@@ -52,6 +56,9 @@ class ProcessEffects:
 
     def _run_one(self, effect: Effect) -> None:
         match effect:
+            case DispatchJobs():
+                if self.dispatch is not None:
+                    self.dispatch()
             case EnqueueStage(job_id=job_id, stage=stage):
                 send_stage(self.celery, stage, str(job_id))
             case AdvanceStudy(study_id=study_id):

@@ -33,6 +33,11 @@ STAGE_RETRIES = Counter(
 EFFECT_FAILURES = Counter(
     "temper_effect_failures_total", "After-commit effects that failed (repaired by reconcilers)", ["effect"]
 )
+ADMISSION_WAIT = Histogram(
+    "temper_admission_wait_seconds",
+    "Time a job waited in the queue before the dispatcher gave it a worker slot",
+    buckets=(0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600),
+)
 
 TRITON_RELOADS = Counter(
     "temper_triton_reloads_total",

@@ -30,6 +30,7 @@ STUDY_ADVANCE_TASK = "studies.advance"
 WEBHOOK_DELIVER_TASK = "webhooks.deliver"
 # Periodic (celery beat) tasks: idempotent, not retried; the next tick is the retry.
 TRITON_RECONCILE_TASK = "triton.reconcile"
+DISPATCH_TASK = "jobs.dispatch"
 # Task name -> queue.
 TASK_QUEUES: dict[str, str] = {
     "jobs.validate": "default",
@@ -40,6 +41,7 @@ TASK_QUEUES: dict[str, str] = {
     STUDY_ADVANCE_TASK: "default",
     WEBHOOK_DELIVER_TASK: "default",
     TRITON_RECONCILE_TASK: "default",
+    DISPATCH_TASK: "default",
 }
 
 

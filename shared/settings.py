@@ -60,7 +60,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1)
     max_dataset_rows: int = Field(1_000_000, ge=2)
     max_text_chars: int = Field(20_000, ge=1)
+    # Admission (`shared.jobs.dispatch`): at most `dispatch_slots` jobs hold a worker at once across
+    # the deployment (set it to the number of train worker processes; 0 admits nothing); each team
+    # runs at most `max_concurrent_jobs_per_team` of them and, when set, spends at most
+    # `gpu_hours_per_period` slot-hours in any `quota_period` (both can be set per team). Jobs over
+    # a limit are accepted and wait in `queued`. Beat runs a pass every `dispatch_interval` besides
+    # the pass after every submit and every job's end.
+    dispatch_slots: int = Field(4, ge=0)
     max_concurrent_jobs_per_team: int = Field(4, ge=1)
+    gpu_hours_per_period: float | None = Field(None, gt=0)
+    quota_period: timedelta = timedelta(days=30)
+    dispatch_interval: timedelta = timedelta(seconds=15)
     # Whether the deployment has GPU workers on the train queue: GPU-only methods (qlora) are
     # refused at submit without them, instead of failing in the train stage.
     gpu_workers: bool = False

@@ -15,6 +15,7 @@ from temper_client.admin import ApiKeys, BaseModels, Teams
 from temper_client.datasets import Datasets
 from temper_client.jobs import Jobs
 from temper_client.models import Models
+from temper_client.queue import Queue
 from temper_client.studies import Studies
 from temper_client.types import Readiness
 from temper_client.webhooks import Webhooks
@@ -63,6 +64,7 @@ class Temper:
         self.keys = ApiKeys(self._http)
         self.base_models = BaseModels(self._http)
         self.webhooks = Webhooks(self._http)
+        self.queue = Queue(self._http)
 
     @property
     def base_url(self) -> str:

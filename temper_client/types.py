@@ -26,6 +26,30 @@ class Team(Resource):
     created_at: datetime
 
 
+class TeamQuota(Resource):
+    """A team's quotas in effect (its own or the deployment's defaults) and its usage now."""
+
+    team_id: uuid.UUID
+    team_name: str
+    max_concurrent_jobs: int
+    gpu_hours_per_period: float | None = None
+    period_days: float
+    running: int
+    waiting: int
+    gpu_hours_used: float
+    blocked: str | None = None
+    blocked_message: str | None = None
+
+
+class QueueState(Resource):
+    paused: bool
+    paused_reason: str | None = None
+    slots: int
+    running: int
+    waiting: int
+    teams: list[TeamQuota]
+
+
 class ApiKey(Resource):
     id: uuid.UUID
     team_id: uuid.UUID
@@ -103,6 +127,15 @@ JobStatus = Literal[
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
+class JobQueue(Resource):
+    """Where a queued job stands: position 1 starts next; `reason` says why it waits."""
+
+    position: int
+    waiting: int
+    reason: str
+    message: str
+
+
 class Job(Resource):
     id: uuid.UUID
     name: str | None = None
@@ -120,6 +153,8 @@ class Job(Resource):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    admitted_at: datetime | None = None
+    queue: JobQueue | None = None
 
     @property
     def finished(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,10 +13,11 @@ from fastapi import FastAPI, Request
 
 from services.api.errors import install_error_handlers
 from services.api.openapi import install_openapi
-from services.api.routes import admin, datasets, generate, health, jobs, models, studies, webhooks
+from services.api.routes import admin, datasets, generate, health, jobs, models, queue, studies, webhooks
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
+from shared.jobs.dispatch import DispatchPolicy, dispatch_in
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
 from shared.serving.local_generation import LocalGenerationRunners
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             triton_url=settings.triton_url,
         )
         app.state.session_factory = create_session_factory(engine, effects)
+        policy = DispatchPolicy.from_settings(settings)
+        effects.dispatch = functools.partial(dispatch_in, app.state.session_factory, policy)
         app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.generation_runners = LocalGenerationRunners(settings.work_dir / "serving")
         if settings.bootstrap_admin_key is not None:
@@ -81,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(queue.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)

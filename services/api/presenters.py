@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 
 from fastapi import Request
 
 from shared.db.models import Job
+from shared.jobs.dispatch import QueuePosition
 from shared.jobs.layout import COMPLETE_MARKER, JobLayout
 from shared.jobs.states import STAGE_NAMES, JobStatus
 from shared.settings import Settings
 from shared.storage.base import ObjectStore
 
 
-def present_job(job: Job) -> dict:
+def present_job(job: Job, queue: QueuePosition | None = None) -> dict:
     status = JobStatus(job.status)
     stage = STAGE_NAMES.get(status) or job.error_stage
     error = (
@@ -38,6 +40,8 @@ def present_job(job: Job) -> dict:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "cancel_requested_at": job.cancel_requested_at,
+        "admitted_at": job.admitted_at,
+        "queue": asdict(queue) if queue is not None else None,
     }
 
 

@@ -67,6 +67,48 @@ class TeamCreate(BaseModel):
     max_concurrent_jobs: int | None = Field(None, ge=1, le=1000)
 
 
+class QuotaUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"max_concurrent_jobs": 2, "gpu_hours_per_period": 100}]},
+    )
+    # null: the deployment's default (TEMPER_MAX_CONCURRENT_JOBS_PER_TEAM, TEMPER_GPU_HOURS_PER_PERIOD).
+    max_concurrent_jobs: int | None = Field(None, ge=1, le=1000)
+    gpu_hours_per_period: float | None = Field(None, gt=0, le=1_000_000)
+
+
+class TeamQuota(ApiModel):
+    """A team's quotas in effect (its own or the defaults) and what it uses of them now."""
+
+    team_id: uuid.UUID
+    team_name: str
+    max_concurrent_jobs: int
+    gpu_hours_per_period: float | None
+    period_days: float
+    running: int
+    waiting: int
+    gpu_hours_used: float
+    # Why the team's waiting jobs cannot start now (team_concurrency, gpu_hours), if they cannot.
+    blocked: str | None
+    blocked_message: str | None
+
+
+class QueuePause(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "GPU driver upgrade on the workers"}]}
+    )
+    reason: str | None = Field(None, max_length=500)
+
+
+class QueueState(ApiModel):
+    paused: bool
+    paused_reason: str | None
+    slots: int
+    running: int
+    waiting: int
+    teams: list[TeamQuota]
+
+
 class ApiKey(ApiModel):
     id: uuid.UUID
     team_id: uuid.UUID
@@ -251,6 +293,16 @@ class JobProgress(ApiModel):
     eta_seconds: float | None = None
 
 
+class JobQueue(ApiModel):
+    """Where a queued job stands: position 1 starts next; `reason` says why it has not started
+    (paused, team_concurrency, gpu_hours, no_free_worker, next_dispatch, starting)."""
+
+    position: int
+    waiting: int
+    reason: str
+    message: str
+
+
 class Job(ApiModel):
     id: uuid.UUID
     name: str | None
@@ -268,6 +320,9 @@ class Job(ApiModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested_at: datetime | None
+    admitted_at: datetime | None = None
+    # Only on GET /v1/jobs/{id} of a queued job.
+    queue: JobQueue | None = None
 
 
 class JobPage(Page[Job]):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.cli.commands import admin, datasets, jobs, models, studies, webhooks
+from services.cli.commands import admin, datasets, jobs, models, queue, studies, webhooks
 from services.cli.commands.output import ApiCommandGroup, connection
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(studies.app, name="studies")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(admin.app, name="admin")
+app.add_typer(queue.app, name="queue")
 app.add_typer(db_app, name="db")
 app.add_typer(storage_app, name="storage")
 app.command("predict")(models.predict)

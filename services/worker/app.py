@@ -5,6 +5,7 @@ Engines and clients are created once per worker process (after the fork), never 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown
@@ -27,6 +28,7 @@ def stage_context() -> StageContext:
     """The per-process StageContext, built on first use (a solo pool never forks)."""
     from shared.db.session import create_db_engine, create_session_factory
     from shared.effects import ProcessEffects
+    from shared.jobs.dispatch import DispatchPolicy, dispatch_in
     from shared.storage.factory import open_configured_stores
 
     if "context" not in _state:
@@ -35,10 +37,14 @@ def stage_context() -> StageContext:
         effects = ProcessEffects(
             celery=celery_app, store=store, model_repository=model_repository, triton_url=settings.triton_url
         )
+        session_factory = create_session_factory(engine, effects)
+        effects.dispatch = functools.partial(
+            dispatch_in, session_factory, DispatchPolicy.from_settings(settings)
+        )
         _state["engine"] = engine
         _state["context"] = StageContext(
             settings=settings,
-            session_factory=create_session_factory(engine, effects),
+            session_factory=session_factory,
             store=store,
             model_repository=model_repository,
         )

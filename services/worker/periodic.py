@@ -11,7 +11,7 @@ import structlog
 
 from services.worker.app import celery_app, settings, stage_context
 from shared.errors import TransientError
-from shared.queue import TASK_QUEUES, TRITON_RECONCILE_TASK
+from shared.queue import DISPATCH_TASK, TASK_QUEUES, TRITON_RECONCILE_TASK
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,18 @@ def reconcile_triton_task() -> dict[str, Any]:
         control.close()
 
 
+@celery_app.task(name=DISPATCH_TASK, queue=TASK_QUEUES[DISPATCH_TASK], ignore_result=True)
+def dispatch_task() -> dict[str, Any]:
+    """A dispatch pass on the clock: passes after commits do the work; this one admits what they
+    missed (an effect that failed, a GPU-hours period that rolled over)."""
+    from shared.jobs.dispatch import DispatchPolicy, dispatch_in
+
+    admitted = dispatch_in(stage_context().session_factory, DispatchPolicy.from_settings(settings))
+    return {"admitted": [str(job_id) for job_id in admitted]}
+
+
 _interval = settings.triton_reconcile_interval.total_seconds()
+_dispatch_interval = settings.dispatch_interval.total_seconds()
 celery_app.conf.beat_schedule = {
     **(celery_app.conf.beat_schedule or {}),
     # A run that waited longer than one interval is dropped: the next one does the same work.
@@ -43,6 +54,11 @@ celery_app.conf.beat_schedule = {
         "task": TRITON_RECONCILE_TASK,
         "schedule": _interval,
         "options": {"queue": TASK_QUEUES[TRITON_RECONCILE_TASK], "expires": _interval},
+    },
+    "dispatch": {
+        "task": DISPATCH_TASK,
+        "schedule": _dispatch_interval,
+        "options": {"queue": TASK_QUEUES[DISPATCH_TASK], "expires": _dispatch_interval},
     },
 }
 celery_app.conf.beat_schedule_filename = str(settings.data_root / "celerybeat-schedule")

@@ -153,7 +153,6 @@ def advance_study_task(self: Task, study_id: str) -> None:
     advance_study(
         stage_context().session_factory,
         uuid.UUID(study_id),
-        default_job_limit=settings.max_concurrent_jobs_per_team,
         gpu_workers=settings.gpu_workers,
     )
 

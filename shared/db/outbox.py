@@ -71,7 +71,14 @@ class DeliverWebhook:
     countdown: float | None = None
 
 
-Effect = EnqueueStage | AdvanceStudy | DeleteObject | LoadModelVersion | RevokeTask | DeliverWebhook
+@dataclass(frozen=True)
+class DispatchJobs:
+    """Run a dispatch pass (`shared.jobs.dispatch`): a job was queued, a slot freed, a quota moved."""
+
+
+Effect = (
+    DispatchJobs | EnqueueStage | AdvanceStudy | DeleteObject | LoadModelVersion | RevokeTask | DeliverWebhook
+)
 
 
 class EffectRunner(Protocol):

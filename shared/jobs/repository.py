@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shared.db.models import Checkpoint, Job, JobEvent, JobMetricPoint
-from shared.jobs.states import TERMINAL, JobStatus
+from shared.jobs.states import JobStatus
 
 
 class JobRepository:
@@ -42,10 +42,6 @@ class JobRepository:
                 sa.or_(Job.created_at < created_at, sa.and_(Job.created_at == created_at, Job.id < job_id))
             )
         return list(self.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
-
-    def count_active(self, team_id: uuid.UUID) -> int:
-        query = sa.select(sa.func.count()).where(Job.team_id == team_id, Job.status.not_in(list(TERMINAL)))
-        return self.session.scalar(query) or 0
 
     def add(self, job: Job) -> Job:
         self.session.add(job)

@@ -18,9 +18,9 @@ from shared.base_models.repository import BaseModelRepository
 from shared.datasets.repository import DatasetRepository
 from shared.db.base import utcnow
 from shared.db.models import BaseModelEntry, Checkpoint, Dataset, Job, JobEvent, JobMetricPoint
-from shared.db.outbox import AdvanceStudy, EnqueueStage, outbox
+from shared.db.outbox import AdvanceStudy, DispatchJobs, EnqueueStage, outbox
 from shared.db.pagination import decode_cursor, encode_cursor
-from shared.errors import IllegalTransition, InvalidInput, NotFound, QuotaExceeded
+from shared.errors import IllegalTransition, InvalidInput, NotFound
 from shared.jobs.repository import JobRepository
 from shared.jobs.results import StageResult, TrainResult
 from shared.jobs.spec import DATASET_TASK_OF, JobSpec
@@ -69,9 +69,10 @@ class JobService:
         spec: JobSpec,
         name: str | None = None,
         idempotency_key: str | None = None,
-        max_active_jobs: int | None = None,
         study_id: uuid.UUID | None = None,
     ) -> SubmitOutcome:
+        """Store the job `queued`; the dispatcher admits it when the team's quotas and a free worker
+        slot allow (a pass runs after this commit), and only then is its first task sent."""
         if idempotency_key is not None:
             existing = self.jobs.get_by_idempotency_key(team_id, idempotency_key)
             if existing is not None:
@@ -80,11 +81,6 @@ class JobService:
         checked = self.check_spec(team_id, spec)
         spec, base_model = checked.spec, checked.base_model
         train, validation, test = checked.train, checked.validation, checked.test
-        if max_active_jobs is not None and self.jobs.count_active(team_id) >= max_active_jobs:
-            raise QuotaExceeded(
-                f"the team already has {max_active_jobs} unfinished jobs (its limit); wait or cancel one",
-                details={"limit": max_active_jobs},
-            )
 
         job = self.jobs.add(
             Job(
@@ -105,7 +101,7 @@ class JobService:
             )
         )
         self._event(job, "created", to_status=JobStatus.QUEUED, message="job submitted")
-        outbox(self.session).add(EnqueueStage(job.id, "validate"))
+        outbox(self.session).add(DispatchJobs())
         return SubmitOutcome(job=job, created=True)
 
     def _dataset(self, team_id: uuid.UUID, dataset_id: uuid.UUID, field: str, task: str) -> Dataset:
@@ -235,6 +231,10 @@ class JobService:
         if target in TERMINAL:
             job.finished_at = now
             job.running_stage = None
+            if job.admitted_at is not None:
+                # The slot it held is free: what the team's GPU-hours count, and a pass to refill it.
+                job.worker_seconds = max(0.0, (now - job.admitted_at).total_seconds())
+                outbox(self.session).add(DispatchJobs())
             if job.study_id is not None:
                 outbox(self.session).add(AdvanceStudy(job.study_id))
             WebhookService(self.session).job_finished(job)
@@ -278,6 +278,9 @@ class JobService:
             self.transition(job, JobStatus.CANCELLED, message=f"cancelled before {stage} started")
             return "skip"
         if current == JobStatus.QUEUED and stage == "validate":
+            if job.admitted_at is None:
+                # Not admitted (a stray or duplicate task): the dispatcher sends its task in turn.
+                return "skip"
             self.transition(job, status, message="validation started")
         elif current != status:
             # A duplicate task for a stage already done, or one sent before the job moved on.

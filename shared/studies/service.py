@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.models import Job, Study, StudyVariant
 from shared.db.pagination import decode_cursor, encode_cursor
 from shared.db.session import session_scope
-from shared.errors import IllegalTransition, InvalidInput, NotFound, QuotaExceeded
+from shared.errors import IllegalTransition, InvalidInput, NotFound
 from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
 from shared.jobs.states import TERMINAL, JobStatus
@@ -30,7 +30,6 @@ from shared.studies.repository import StudyRepository, VariantRow
 from shared.studies.search import TrialRecord, next_trial_params
 from shared.studies.spec import SearchVariants, StudySpec
 from shared.studies.variants import deep_merge, lookup, plan_variant, plan_variants
-from shared.teams.repository import TeamRepository
 from shared.webhooks.service import WebhookService
 
 RUNNING = "running"
@@ -45,19 +44,15 @@ def is_unfinished(job: Job | None) -> bool:
 
 
 def is_pending(variant: StudyVariant) -> bool:
-    """A valid variant that has no job yet (waiting for a free slot or for the team's quota)."""
+    """A valid variant that has no job yet (waiting for one of the study's slots)."""
     return variant.job_id is None and variant.error is None
 
 
 class StudyService:
-    def __init__(
-        self, session: Session, default_job_limit: int | None = None, gpu_workers: bool = False
-    ) -> None:
+    def __init__(self, session: Session, gpu_workers: bool = False) -> None:
         self.session = session
         self.studies = StudyRepository(session)
         self.jobs = JobService(session, gpu_workers=gpu_workers)
-        # The team's active-job quota when the team sets none (Settings.max_concurrent_jobs_per_team).
-        self.default_job_limit = default_job_limit
 
     # Creation -------------------------------------------------------------------------------------
 
@@ -106,8 +101,9 @@ class StudyService:
         rows = self.studies.variants_with_jobs(study.id)
         if study.variants_spec.get("mode") == "search":
             rows = self._ask_trials(study, rows)
+        # Up to max_concurrency variants are submitted at once; the team's quotas are the
+        # dispatcher's business (a variant's job over them waits queued like any other).
         unfinished = sum(1 for _, job in rows if is_unfinished(job))
-        limit = self._team_job_limit(study.team_id)
         for variant, job in rows:
             if unfinished >= study.max_concurrency:
                 break
@@ -120,11 +116,8 @@ class StudyService:
                     spec,
                     name=f"{study.name or 'study'} #{variant.position}",
                     idempotency_key=f"study:{study.id}:{variant.position}",
-                    max_active_jobs=limit,
                     study_id=study.id,
                 )
-            except QuotaExceeded:
-                break  # stays pending; the next advance (any job of the team finishing) tries again
             except InvalidInput as exc:
                 variant.error = exc.message  # e.g. a dataset of the base spec was deleted meanwhile
                 continue
@@ -160,10 +153,6 @@ class StudyService:
         # A failed variant does not fail the study; a study where no variant produced the metric does.
         study.status = "succeeded" if study.result["ranking"] else "failed"
         WebhookService(self.session).study_finished(study)
-
-    def _team_job_limit(self, team_id: uuid.UUID) -> int | None:
-        team = TeamRepository(self.session).get(team_id)
-        return (team.max_concurrent_jobs if team else None) or self.default_job_limit
 
     # Reads and cancel -----------------------------------------------------------------------------
 
@@ -241,14 +230,13 @@ def _trial_record(search: SearchVariants, metric: str, variant: StudyVariant, jo
 def advance_study(
     session_factory: sessionmaker[Session],
     study_id: uuid.UUID,
-    default_job_limit: int | None = None,
     gpu_workers: bool = False,
 ) -> None:
     """Advance one study in its own transaction (its new jobs are enqueued after the commit)."""
     for attempt in range(1, ADVANCE_ATTEMPTS + 1):
         try:
             with session_scope(session_factory) as session:
-                StudyService(session, default_job_limit, gpu_workers).advance(study_id)
+                StudyService(session, gpu_workers).advance(study_id)
             return
         except IntegrityError:
             if attempt == ADVANCE_ATTEMPTS:

@@ -126,10 +126,20 @@ def test_the_cli_on_the_real_api(cli_env: dict[str, str], tmp_path: Path, tiny_b
     assert cancelled.exit_code == 0 and "cancelled" in cancelled.stdout
     watched = run(cli_env, "jobs", "watch", job["id"], "--json", key=key)
     events = [json.loads(line) for line in watched.stdout.splitlines()]
-    assert [event["to_status"] for event in events] == ["queued", "cancelling", "cancelled"]
+    assert [event["type"] for event in events] == ["created", "admitted", "transition", "transition"]
+    assert [event["to_status"] for event in events] == ["queued", None, "cancelling", "cancelled"]
 
     assert run_json(cli_env, "studies", "list", key=key) == []
     assert run_json(cli_env, "models", "list", key=key) == []
+
+    quota = run_json(
+        cli_env, "queue", "set-quota", team["id"], "--max-concurrent-jobs", "2", "--gpu-hours", "10"
+    )
+    assert (quota["max_concurrent_jobs"], quota["gpu_hours_per_period"]) == (2, 10)
+    paused = run(cli_env, "queue", "pause", "--reason", "maintenance")
+    assert paused.exit_code == 0 and "paused (maintenance)" in paused.stdout
+    assert run_json(cli_env, "queue", "resume")["paused"] is False
+    assert run_json(cli_env, "queue", "quota", team["id"])["max_concurrent_jobs"] == 2
 
     keys = run_json(cli_env, "admin", "list-keys", team["id"])
     assert [entry["id"] for entry in keys] == [issued["id"]]

@@ -137,6 +137,7 @@ def test_jobs_pages_events_watch_and_cancel(team: Temper, tmp_path: Path) -> Non
     history = list(team.jobs.events(jobs[0].id, page_size=1))
     assert [(event.type, event.to_status) for event in history] == [
         ("created", "queued"),
+        ("admitted", None),
         ("transition", "cancelling"),
         ("transition", "cancelled"),
     ]
@@ -180,7 +181,7 @@ def test_watch_resumes_from_the_last_event_after_the_stream_drops(
 
         thread = threading.Thread(target=follow, daemon=True)
         thread.start()
-        _wait_until(lambda: len(seen) == 1)  # the "created" event: the stream is open
+        _wait_until(lambda: len(seen) >= 1)  # "created" (and "admitted"): the stream is open
         # Drop the stream and refuse new connections for a while; the job is cancelled meanwhile,
         # so its events are written while the watcher cannot hear them.
         proxy.fail_for(1.0)
@@ -259,6 +260,30 @@ def test_models_versions_promote_and_rollback(team: Temper, live_api: LiveApi, t
     assert team.models.rollback("tickets").production_version == 1
     with pytest.raises(NotFound):
         team.models.promote("tickets", 9)
+
+
+def test_queue_pause_resume_and_quotas(admin: Temper, team: Temper, tmp_path: Path) -> None:
+    paused = admin.queue.pause("maintenance")
+    assert paused.paused and paused.paused_reason == "maintenance" and paused.slots >= 1
+    train = upload_tickets(team, tmp_path)
+    job = team.jobs.create({"base_model": "tiny-bert", "train_dataset_id": str(train.id)})
+    waiting = team.jobs.get(job.id)
+    assert waiting.queue is not None and (waiting.queue.position, waiting.queue.reason) == (1, "paused")
+    state = admin.queue.get()
+    [row] = [row for row in state.teams if row.waiting]
+    team_id = row.team_id
+    assert (state.waiting, row.running) == (1, 0)
+
+    quota = admin.queue.set_quota(team_id, max_concurrent_jobs=2, gpu_hours_per_period=5)
+    assert (quota.max_concurrent_jobs, quota.gpu_hours_per_period, quota.waiting) == (2, 5, 1)
+    assert admin.queue.quota(team_id).gpu_hours_per_period == 5
+    assert not admin.queue.resume().paused
+    started = team.jobs.get(job.id)
+    assert (
+        started.admitted_at is not None and started.queue is not None and started.queue.reason == "starting"
+    )
+    with pytest.raises(Forbidden):
+        team.queue.get()
 
 
 def test_health_and_readiness(live_api: LiveApi) -> None:

@@ -6,6 +6,7 @@ broker (the embedded default's), whose queue folder shows what was sent, and a l
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 
@@ -16,11 +17,12 @@ from shared.db.models import Dataset
 from shared.db.outbox import DeleteObject, EnqueueStage, outbox
 from shared.db.session import create_session_factory, session_scope
 from shared.effects import ProcessEffects
+from shared.jobs.dispatch import dispatch_in
 from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
 from shared.queue import create_celery_app
 from shared.settings import Settings
-from tests.support.job_rows import JobDatabase, job_database
+from tests.support.job_rows import UNLIMITED, JobDatabase, job_database
 
 
 class Refused(Exception):
@@ -35,6 +37,7 @@ def db(tmp_path: Path, tiny_base_model: Path) -> JobDatabase:
     effects = ProcessEffects(celery=create_celery_app(settings), store=database.context.store)
     engine = database.session_factory.kw["bind"]
     database.context.session_factory = create_session_factory(engine, effects)
+    effects.dispatch = functools.partial(dispatch_in, database.context.session_factory, UNLIMITED)
     return database
 
 
@@ -65,6 +68,7 @@ def stored_dataset(db: JobDatabase) -> Dataset:
 
 
 def test_a_committed_submit_sends_its_validate_task(db: JobDatabase) -> None:
+    """The submit's commit runs a dispatch pass, which admits the job; its commit sends the task."""
     spec = JobSpec.model_validate({"base_model": db.base_model, "train_dataset_id": str(db.dataset_id)})
     with session_scope(db.session_factory) as session:
         JobService(session).submit(db.team_id, spec)

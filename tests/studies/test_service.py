@@ -1,6 +1,6 @@
 """Studies over REST on the embedded stack, with the test finishing jobs in the worker's place.
 
-Covers submission up to max_concurrency, the team quota, advancing (idempotent), closing with a
+Covers submission up to max_concurrency, the team quota (jobs wait queued), advancing (idempotent), closing with a
 ranking, changes against the base read from stored predictions, cancel, isolation and refusals.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.db.models import Job
+from shared.jobs.dispatch import DispatchPolicy, dispatch_in
 from shared.jobs.layout import JobLayout
 from shared.settings import Settings
 from shared.studies.service import advance_study
@@ -142,18 +143,30 @@ def run_list_study(api_stack: Stack, key: str, base_spec: dict) -> None:
     assert base["change"] is None and failed["change"] is None
 
 
-def test_the_team_quota_keeps_variants_pending(api_stack: Stack, tmp_path: Path) -> None:
+def test_the_team_quota_holds_variants_in_the_queue(api_stack: Stack, tmp_path: Path) -> None:
+    """A study submits up to its max_concurrency; the team's quota is the dispatcher's: the jobs over
+    it wait queued, saying why, and start one by one as the team's running job ends."""
     key, base_spec = make_team(api_stack, tmp_path, max_concurrent_jobs=1)
     study = create(api_stack, key, base_spec, LIST_VARIANTS, metric="accuracy", max_concurrency=3)
-    assert [variant["status"] for variant in study["variants"]] == ["queued", "pending", "failed", "pending"]
-    finish(api_stack, study["variants"][0]["job_id"], correct_rows=10)
-    advance(api_stack, study["id"])
-    assert [variant["status"] for variant in get(api_stack, key, study["id"])["variants"]] == [
-        "succeeded",
-        "queued",
-        "failed",
-        "pending",
-    ]
+    variants = study["variants"]
+    assert [variant["status"] for variant in variants] == ["queued", "queued", "failed", "queued"]
+    jobs = [job_of(api_stack, key, variant["job_id"]) for variant in variants if variant["job_id"]]
+    assert [job["admitted_at"] is not None for job in jobs] == [True, False, False]
+    assert jobs[0]["queue"]["reason"] == "starting"
+    assert [job["queue"]["reason"] for job in jobs[1:]] == ["team_concurrency", "team_concurrency"]
+    assert [job["queue"]["position"] for job in jobs[1:]] == [1, 2]
+
+    finish(api_stack, variants[0]["job_id"], correct_rows=10)
+    app = api_stack.client.app
+    dispatch_in(app.state.session_factory, DispatchPolicy.from_settings(app.state.settings))
+    jobs = [job_of(api_stack, key, variant["job_id"]) for variant in variants if variant["job_id"]]
+    assert [job["admitted_at"] is not None for job in jobs] == [True, True, False]
+
+
+def job_of(stack: Stack, key: str, job_id: str) -> dict:
+    response = stack.client.get(f"/v1/jobs/{job_id}", headers=stack.headers(key))
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def test_a_search_study_asks_trials_as_slots_free(api_stack: Stack, team: tuple[str, dict]) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,17 @@ from shared.db.base import Base
 from shared.db.models import BaseModelEntry, Dataset, Job, Team
 from shared.db.outbox import Effect
 from shared.db.session import create_db_engine, create_session_factory, session_scope
+from shared.jobs.dispatch import Dispatcher, DispatchPolicy
 from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
 from shared.jobs.stages.context import StageContext
 from shared.settings import Settings
 from shared.storage.local import LocalObjectStore
+
+# Every job is admitted at once: these tests are about what happens after admission.
+UNLIMITED = DispatchPolicy(
+    slots=1_000_000, max_concurrent_jobs=1_000_000, gpu_hours_per_period=None, period=timedelta(days=30)
+)
 
 
 @dataclass
@@ -52,12 +59,13 @@ class JobDatabase:
         return self.context.session_factory
 
     def submit(self, **spec: Any) -> uuid.UUID:
-        """A queued job (the outbox's enqueue is recorded, then cleared)."""
+        """A queued job, admitted by the dispatcher (the outbox's effects are recorded, then cleared)."""
         with session_scope(self.session_factory) as session:
             job_spec = JobSpec.model_validate(
                 {"base_model": self.base_model, "train_dataset_id": str(self.dataset_id), **spec}
             )
             job_id = JobService(session).submit(self.team_id, job_spec).job.id
+            Dispatcher(session, UNLIMITED).run_pass()
         self.effects.effects.clear()
         return job_id
 

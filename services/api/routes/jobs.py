@@ -15,6 +15,7 @@ from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
 from services.api.openapi import errors, json_document, text_answer
 from services.api.presenters import present_files, present_job
 from shared.errors import InvalidInput, NotFound
+from shared.jobs.dispatch import Dispatcher, DispatchPolicy
 from shared.jobs.dry_run import DryRunLimits, DryRunService
 from shared.jobs.layout import JobLayout
 from shared.jobs.repository import JobRepository
@@ -24,7 +25,6 @@ from shared.jobs.states import TERMINAL, JobStatus
 from shared.settings import Settings
 from shared.storage.base import ObjectStore
 from shared.storage.errors import ObjectNotFound
-from shared.teams.repository import TeamRepository
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -42,7 +42,7 @@ SSE_POLL_INTERVAL_S = 0.5
             "description": "The job an earlier request with this Idempotency-Key made; with "
             "dry_run=true, the job as it would run (JobDryRun), and nothing stored",
         },
-        **errors(422, 429),
+        **errors(422),
     },
 )
 def submit_job(
@@ -69,14 +69,13 @@ def submit_job(
     spec = JobSpec.model_validate(body.model_dump(exclude={"name"}))
     if dry_run:
         return _dry_run(spec, session, settings, store, principal.team_id)
-    team = TeamRepository(session).get(principal.team_id)
-    limit = (team.max_concurrent_jobs if team else None) or settings.max_concurrent_jobs_per_team
     outcome = JobService(session, gpu_workers=settings.gpu_workers).submit(
-        principal.team_id, spec, name=body.name, idempotency_key=idempotency_key, max_active_jobs=limit
+        principal.team_id, spec, name=body.name, idempotency_key=idempotency_key
     )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
-    # The validate task is on the session's outbox: it is sent once the request's session commits.
+    # A dispatch pass is on the session's outbox: it runs once the request's session commits and
+    # sends the validate task if the job may start now.
     return present_job(outcome.job)
 
 
@@ -112,8 +111,11 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=schemas.Job, operation_id="jobs_get", responses=errors(404, 422))
-def get_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
-    return present_job(JobService(session).get(principal.team_id, job_id))
+def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep) -> object:
+    """The job; a queued one also says where it stands in the queue and why it waits."""
+    job = JobService(session).get(principal.team_id, job_id)
+    queue = Dispatcher(session, DispatchPolicy.from_settings(settings)).position(job)
+    return present_job(job, queue)
 
 
 @router.post(

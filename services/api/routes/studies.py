@@ -114,9 +114,7 @@ def create_study(
     store: StoreDep,
     principal: PrincipalDep,
 ) -> object:
-    service = StudyService(
-        session, default_job_limit=settings.max_concurrent_jobs_per_team, gpu_workers=settings.gpu_workers
-    )
+    service = StudyService(session, gpu_workers=settings.gpu_workers)
     study = service.create(principal.team_id, body)
     return study_view(study, service.variants(study), store)
 

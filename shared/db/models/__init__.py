@@ -2,6 +2,7 @@
 
 from shared.db.models.base_model import BaseModelEntry
 from shared.db.models.dataset import Dataset
+from shared.db.models.dispatch import DispatchState
 from shared.db.models.job import Checkpoint, Job, JobEvent, JobMetricPoint
 from shared.db.models.registry import ModelPromotion, ModelVersion, RegisteredModel
 from shared.db.models.study import Study, StudyVariant
@@ -13,6 +14,7 @@ __all__ = [
     "BaseModelEntry",
     "Checkpoint",
     "Dataset",
+    "DispatchState",
     "Job",
     "JobEvent",
     "JobMetricPoint",

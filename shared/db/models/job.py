@@ -38,9 +38,16 @@ JOB_STATUS_TYPE = sa.Enum(
 
 class Job(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "jobs"
-    __table_args__ = (sa.UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency"),)
+    __table_args__ = (
+        sa.UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency"),
+        # A team's jobs newest first (the list and its cursor), and what a team spent in a period.
+        sa.Index("ix_jobs_team_created", "team_id", "created_at", "id"),
+        sa.Index("ix_jobs_team_finished", "team_id", "finished_at"),
+        # The dispatcher's scan: jobs waiting for admission, oldest first.
+        sa.Index("ix_jobs_status_created", "status", "created_at"),
+    )
 
-    team_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"))
     base_model_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("base_models.id"))
     train_dataset_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("datasets.id"), index=True)
     validation_dataset_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("datasets.id"))
@@ -51,7 +58,7 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     )
 
     name: Mapped[str | None] = mapped_column(sa.String(200))
-    status: Mapped[JobStatus] = mapped_column(JOB_STATUS_TYPE, default=JobStatus.QUEUED, index=True)
+    status: Mapped[JobStatus] = mapped_column(JOB_STATUS_TYPE, default=JobStatus.QUEUED)
     attempt: Mapped[int] = mapped_column(sa.Integer(), default=0)
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
     # The spec as it ran, with every default filled in.
@@ -76,14 +83,22 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
 
+    # The dispatcher's bookkeeping (`shared.jobs.dispatch`): when the job got a worker slot (a
+    # queued job without it waits for its turn), and how long it held one, set when it finishes:
+    # what the team's GPU-hours quota counts.
+    admitted_at: Mapped[datetime | None] = mapped_column()
+    worker_seconds: Mapped[float | None] = mapped_column(sa.Float())
+
 
 class JobEvent(Base):
     """One thing that happened to a job: a transition, a progress report, a checkpoint, a log line."""
 
     __tablename__ = "job_events"
+    # A job's events in order from a cursor: the events page and the SSE stream.
+    __table_args__ = (sa.Index("ix_job_events_job_id_id", "job_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("jobs.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(sa.String(30))
     from_status: Mapped[str | None] = mapped_column(sa.String(20))
     to_status: Mapped[str | None] = mapped_column(sa.String(20))

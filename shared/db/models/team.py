@@ -13,7 +13,12 @@ class Team(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "teams"
 
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    # Quotas; None falls back to the deployment's defaults (Settings). A job over them is accepted
+    # and waits in `queued` (`shared.jobs.dispatch`).
     max_concurrent_jobs: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
+    gpu_hours_per_period: Mapped[float | None] = mapped_column(sa.Float(), default=None)
+    # When the dispatcher last gave this team a slot: teams with equal running jobs take turns by it.
+    last_admitted_at: Mapped[datetime | None] = mapped_column()
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="team", lazy="raise")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.db.models import JobEvent, Study
-from shared.db.outbox import AdvanceStudy, EnqueueStage
+from shared.db.outbox import AdvanceStudy, DispatchJobs, EnqueueStage
 from shared.errors import InvalidDataset, TransientError
 from shared.jobs.results import ValidationResult
 from shared.jobs.run import JobRun
@@ -117,7 +117,8 @@ def test_a_permanent_failure_is_recorded_with_its_code_and_nothing_is_sent(
     assert (job.status, job.error_code, job.error_stage) == ("failed", code, "validate")
     assert str(error).strip("'") in (job.error_message or "")
     assert job.running_stage is None and job.finished_at is not None
-    assert db.effects.effects == []
+    # No stage is sent; the slot it held is handed on by a dispatch pass.
+    assert db.effects.effects == [DispatchJobs()]
 
 
 def test_a_job_cancelled_before_its_stage_starts_ends_cancelled_without_running_it(db: JobDatabase) -> None:
@@ -161,4 +162,4 @@ def test_the_last_stage_succeeds_the_job_and_tells_its_study(db: JobDatabase) ->
     assert run_stage(db.context, job_id, "train", lambda run: StageOutcome()) is None
     job = db.job(job_id)
     assert job.status == "succeeded" and job.completed_stages == ["validate", "train"]
-    assert db.effects.effects == [AdvanceStudy(study_id)]
+    assert db.effects.effects == [DispatchJobs(), AdvanceStudy(study_id)]
