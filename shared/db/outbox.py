@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 _OUTBOX_KEY = "temper_outbox"
 _RUNNER_KEY = "temper_effect_runner"
+_COMMITTED_KEY = "temper_committed_effects"
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,17 @@ def install_outbox(factory: sessionmaker[Session], runner: EffectRunner | None) 
             )
 
     @sa.event.listens_for(factory, "after_commit")
-    def _run_after_commit(session: Session) -> None:
-        effects = outbox(session).drain()
+    def _hold_until_released(session: Session) -> None:
+        # The connection is still checked out here. An effect may open a session of its own (a
+        # dispatch pass does), and one that waited for a second connection while holding the first
+        # could exhaust the pool under load: the effects run once the transaction has ended.
+        session.info[_COMMITTED_KEY] = outbox(session).drain()
+
+    @sa.event.listens_for(factory, "after_transaction_end")
+    def _run_after_commit(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is not None:
+            return  # a savepoint or a subtransaction; the outer commit decides
+        effects = session.info.pop(_COMMITTED_KEY, None)
         effect_runner: EffectRunner | None = session.info.get(_RUNNER_KEY)
         if effects and effect_runner is not None:
             effect_runner.run(effects)

@@ -1,0 +1,407 @@
+"""Control-plane load: the API on Postgres with 100k jobs and 1M events, at a fixed request rate.
+
+Seeds a fresh Postgres database (migrated with Alembic) with `--jobs` jobs over `--teams` teams and
+`--events` events, then starts the API (`uvicorn --workers N`) and, for each route, sends requests
+at a fixed rate for a fixed time from `--clients` concurrent connections (an open loop: each
+request has its send time on a schedule, and its latency counts from that time, so a slow answer
+delays the ones behind it in the figures too). Routes: GET /v1/jobs/{id}, GET /v1/jobs with a status
+filter, an events page, and POST /v1/jobs into a paused queue (admission paused, so the workers do
+not run them). The peer measured in the same run at the same rate is `GET /healthz`: the floor of
+the HTTP stack, middleware and auth-free routing on this machine; each route's p50 is also shown
+as a ratio to it. Then, with the queue resumed and one idle worker (Redis broker), jobs are
+submitted one at a time and the time from sending the POST to the worker starting the job
+(`started_at`) is measured. The EXPLAIN plan of each hot query is printed to show the indexes used.
+
+    .venv/bin/python bench/api_load.py [--jobs 100000 --events 1000000 --rate 200 --duration 20]
+
+Needs PostgreSQL (TEMPER_TEST_POSTGRES, default postgresql://postgres@127.0.0.1:5432/postgres) and
+Redis (TEMPER_TEST_REDIS, default redis://127.0.0.1:6379/0). The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from shared.db.migrate import upgrade as upgrade_database  # noqa: E402
+from shared.teams.service import TeamService  # noqa: E402
+
+POSTGRES_ADMIN_URL = os.environ.get("TEMPER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEMPER_TEST_REDIS", "redis://127.0.0.1:6379/0")
+PEPPER = "bench-pepper-" + "x" * 20
+ADMIN_KEY = "tmp_benchadmin_" + "a" * 32
+TEAM_KEY = "tmp_benchteam_" + "b" * 32
+STATUSES = ["succeeded"] * 60 + ["failed"] * 15 + ["cancelled"] * 10 + ["training"] * 5 + ["queued"] * 10
+
+
+# Seeding ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    team_id: uuid.UUID
+    job_ids: list[uuid.UUID]  # of the measured team
+    train_dataset_id: uuid.UUID
+
+
+def seed(url: str, jobs: int, events: int, teams: int, seed_value: int) -> Seeded:
+    """Teams, keys, a base model, datasets, `jobs` jobs and `events` events, written with COPY."""
+    rng = random.Random(seed_value)
+    now = datetime.now(UTC)
+    team_ids = [uuid.uuid4() for _ in range(teams)]
+    base_model_id = uuid.uuid4()
+    dataset_ids = [uuid.uuid4() for _ in range(teams)]
+    with psycopg.connect(url) as connection:
+        cursor = connection.cursor()
+        with cursor.copy("COPY teams (id, name, created_at, updated_at) FROM STDIN") as copy:
+            for index, team_id in enumerate(team_ids):
+                copy.write_row((team_id, f"team-{index:03d}", now, now))
+        cursor.execute(
+            "INSERT INTO base_models (id, name, task_family, source, created_at, updated_at) "
+            "VALUES (%s, 'bench-model', 'text-classification', 'local:/nonexistent', %s, %s)",
+            (base_model_id, now, now),
+        )
+        with cursor.copy(
+            "COPY datasets (id, team_id, name, task, format, filename, sha256, size_bytes, object_key, "
+            "row_count, labels, column_mapping, report, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for team_id, dataset_id in zip(team_ids, dataset_ids, strict=True):
+                copy.write_row(
+                    (dataset_id, team_id, "train", "text-classification", "jsonl", "train.jsonl", "0" * 64,
+                     1000, f"datasets/{'0' * 64}", 1000, '["a", "b"]', "{}", "{}", now, now)
+                )  # fmt: skip
+        job_rows = []
+        spec = json.dumps({"base_model": "bench-model", "hyperparameters": {"epochs": 3}})
+        with cursor.copy(
+            "COPY jobs (id, team_id, base_model_id, train_dataset_id, name, status, attempt, spec, "
+            "progress, latest_metrics, result, completed_stages, created_at, updated_at, started_at, "
+            "finished_at, admitted_at, worker_seconds) FROM STDIN"
+        ) as copy:
+            for index in range(jobs):
+                team_index = index % teams
+                job_id = uuid.uuid4()
+                status = rng.choice(STATUSES)
+                created = now - timedelta(seconds=rng.uniform(0, 60 * 86400))
+                finished = status in ("succeeded", "failed", "cancelled")
+                # Only the newest jobs still wait; older "queued" ones are long finished in real life.
+                if status == "queued" and index < jobs - 200:
+                    status = "succeeded"
+                    finished = True
+                started = created + timedelta(seconds=30)
+                copy.write_row(
+                    (job_id, team_ids[team_index], base_model_id, dataset_ids[team_index], f"job {index}",
+                     status, 1, spec, '{"step": 10, "total_steps": 10}', '{"train_loss": 0.1}', "{}", "[]",
+                     created, created, started if status != "queued" else None,
+                     started + timedelta(minutes=20) if finished else None,
+                     created if status != "queued" else None, 1200.0 if finished else None)
+                )  # fmt: skip
+                job_rows.append((job_id, team_index, created))
+        per_job = max(1, events // jobs)
+        with cursor.copy("COPY job_events (job_id, type, message, data, created_at) FROM STDIN") as copy:
+            for job_id, _, created in job_rows:
+                for step in range(per_job):
+                    copy.write_row(
+                        (job_id, "progress", None, json.dumps({"step": step, "loss": 1.0 / (step + 1)}),
+                         created + timedelta(seconds=step))
+                    )  # fmt: skip
+        connection.commit()
+        cursor.execute("ANALYZE")
+    measured = [job_id for job_id, team_index, _ in job_rows if team_index == 0]
+    return Seeded(team_id=team_ids[0], job_ids=measured, train_dataset_id=dataset_ids[0])
+
+
+def install_keys(url: str, team_id: uuid.UUID) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    engine = sa.create_engine("postgresql+psycopg://" + url.removeprefix("postgresql://"))
+    with Session(engine) as session, session.begin():
+        teams = TeamService(session, PEPPER)
+        teams.ensure_bootstrap_admin(ADMIN_KEY, team_name="bench-admin")
+        teams.issue_key(team_id, "bench", plaintext=TEAM_KEY)
+    engine.dispose()
+
+
+def explain(url: str, team_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, str]:
+    queries = {
+        "get job": ("SELECT * FROM jobs WHERE id = %s AND team_id = %s", (job_id, team_id)),
+        "list jobs (status filter)": (
+            "SELECT * FROM jobs WHERE team_id = %s AND status IN ('succeeded', 'failed') "
+            "ORDER BY created_at DESC, id DESC LIMIT 51",
+            (team_id,),
+        ),
+        "events page": (
+            "SELECT * FROM job_events WHERE job_id = %s AND id > 0 ORDER BY id LIMIT 100",
+            (job_id,),
+        ),
+        "dispatch: waiting jobs": (
+            "SELECT team_id, count(*) FROM jobs WHERE status = 'queued' AND admitted_at IS NULL GROUP BY team_id",
+            (),
+        ),
+    }
+    plans = {}
+    with psycopg.connect(url) as connection:
+        for name, (sql, params) in queries.items():
+            rows = connection.execute("EXPLAIN " + sql, params).fetchall()
+            plans[name] = " / ".join(row[0].strip() for row in rows if "Scan" in row[0] or "Limit" in row[0])
+    return plans
+
+
+# Load -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RouteFigures:
+    route: str
+    sent: int
+    errors: int
+    throughput: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def open_loop(
+    base_url: str,
+    make_request: callable,  # type: ignore[valid-type]
+    rate: float,
+    duration_s: float,
+    clients: int,
+    route: str,
+) -> RouteFigures:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
+        total = int(rate * duration_s)
+        start = time.perf_counter() + 0.2
+
+        async def one(index: int) -> None:
+            nonlocal errors
+            scheduled = start + index / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            method, path, kwargs, expected = make_request(index)
+            try:
+                response = await client.request(method, path, **kwargs)
+                if response.status_code != expected:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append((time.perf_counter() - scheduled) * 1000)
+
+        await asyncio.gather(*(one(index) for index in range(total)))
+        elapsed = time.perf_counter() - start
+    return RouteFigures(
+        route=route,
+        sent=total,
+        errors=errors,
+        throughput=total / elapsed,
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        max_ms=max(latencies),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+def submit_to_start(
+    api: str, url: str, seeded: Seeded, samples: int, environment: dict[str, str]
+) -> list[float]:
+    """Seconds from sending POST /v1/jobs to the worker starting the job, one job at a time."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "services.worker.app", "worker", "--pool", "solo",
+         "-Q", "default,train,evaluate,export", "--loglevel", "WARNING", "--without-heartbeat",
+         "--without-gossip", "--without-mingle"],
+        cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {TEAM_KEY}"}
+    spec = {"base_model": "bench-model", "train_dataset_id": str(seeded.train_dataset_id)}
+    waits: list[float] = []
+    try:
+        with (
+            httpx.Client(base_url=api, headers=headers, timeout=30) as client,
+            psycopg.connect(url, autocommit=True) as connection,
+        ):
+            # The first job also waits for the worker to boot; it is not counted.
+            for index in range(samples + 1):
+                sent = time.time()
+                response = client.post("/v1/jobs", json=spec)
+                response.raise_for_status()
+                job_id = response.json()["id"]
+                started = None
+                deadline = time.monotonic() + 120
+                while started is None and time.monotonic() < deadline:
+                    started = connection.execute(
+                        "SELECT started_at FROM jobs WHERE id = %s", (job_id,)
+                    ).fetchone()[0]
+                    if started is None:
+                        time.sleep(0.005)
+                if started is None:
+                    raise RuntimeError(f"job {job_id} did not start within 120 s")
+                if index:
+                    waits.append(started.timestamp() - sent)
+                # Let the worker finish with the job (its validate stage) before the next submit.
+                time.sleep(0.3)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    return waits
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--teams", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second, per route")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per route")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent connections")
+    # One API process, as compose and the chart run it (they scale by replicas). `uvicorn --workers`
+    # binds its socket itself, without TCP_NODELAY on the accepted connections: each answer then
+    # waits ~40 ms for the client's delayed ACK, which would measure the kernel, not the API.
+    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--start-samples", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    name = f"temper_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    work = Path(tempfile.mkdtemp(prefix="temper-bench-"))
+    port = free_port()
+    environment = {
+        **os.environ,
+        "TEMPER_ENVIRONMENT": "test",
+        "TEMPER_DATABASE_URL": url,
+        "TEMPER_BROKER_URL": REDIS_URL,
+        "TEMPER_BROKER_KEY_PREFIX": f"{name}:",
+        "TEMPER_DATA_DIR": str(work / "var"),
+        "TEMPER_API_KEY_PEPPER": PEPPER,
+        "TEMPER_LOG_LEVEL": "WARNING",
+        "TEMPER_DISPATCH_SLOTS": "1000",
+        "TEMPER_MAX_CONCURRENT_JOBS_PER_TEAM": "1000",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    api_process = None
+    try:
+        started = time.perf_counter()
+        upgrade_database(url)
+        seeded = seed(url, args.jobs, args.events, args.teams, args.seed)
+        install_keys(url, seeded.team_id)
+        print(f"seeded {args.jobs} jobs and {args.events} events over {args.teams} teams in "
+              f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+        api_process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "services.api.main:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(args.api_workers), "--log-level", "warning", "--no-access-log"],
+            cwd=REPO_ROOT, env=environment,
+        )  # fmt: skip
+        api = f"http://127.0.0.1:{port}"
+        wait_http(f"{api}/healthz")
+        team_headers = {"Authorization": f"Bearer {TEAM_KEY}"}
+        admin_headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        httpx.post(
+            f"{api}/v1/queue/pause", json={"reason": "load test"}, headers=admin_headers
+        ).raise_for_status()
+        rng = random.Random(args.seed)
+        job_ids = [str(job_id) for job_id in seeded.job_ids]
+        submit_spec = {"base_model": "bench-model", "train_dataset_id": str(seeded.train_dataset_id)}
+        scenarios = {
+            "GET /healthz (peer)": lambda i: ("GET", "/healthz", {}, 200),
+            "GET /v1/jobs/{id}": lambda i: ("GET", f"/v1/jobs/{rng.choice(job_ids)}", {"headers": team_headers}, 200),
+            "GET /v1/jobs?status=": lambda i: (
+                "GET", "/v1/jobs", {"headers": team_headers,
+                                    "params": {"status": ["succeeded", "failed"], "limit": 50}}, 200),
+            "GET /v1/jobs/{id}/events": lambda i: (
+                "GET", f"/v1/jobs/{rng.choice(job_ids)}/events", {"headers": team_headers,
+                                                                   "params": {"limit": 100}}, 200),
+            "POST /v1/jobs (paused)": lambda i: (
+                "POST", "/v1/jobs", {"headers": team_headers, "json": submit_spec}, 201),
+        }  # fmt: skip
+        # Warm each route's code paths and connection pools first.
+        asyncio.run(open_loop(api, scenarios["GET /v1/jobs/{id}"], 50, 2, args.clients, "warm-up"))
+        figures = [
+            asyncio.run(open_loop(api, make, args.rate, args.duration, args.clients, route))
+            for route, make in scenarios.items()
+        ]
+        httpx.post(f"{api}/v1/queue/resume", headers=admin_headers).raise_for_status()
+        # What the paused submits left: cancel them so the start measurement has an idle worker.
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'queued'"
+            )
+        waits = submit_to_start(api, url, seeded, args.start_samples, environment)
+        plans = explain(url, seeded.team_id, seeded.job_ids[0])
+    finally:
+        if api_process is not None:
+            api_process.terminate()
+            api_process.wait(timeout=30)
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    floor = figures[0].p50_ms
+    print(f"\n{args.jobs} jobs, {args.events} events; {args.rate:g} req/s per route for {args.duration:g} s, "
+          f"{args.clients} connections, {args.api_workers} API workers, {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'route':28} {'sent':>6} {'errors':>6} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+          f"{'max ms':>8} {'p50/peer':>9}")  # fmt: skip
+    for row in figures:
+        print(f"{row.route:28} {row.sent:>6} {row.errors:>6} {row.throughput:>7.1f} {row.p50_ms:>8.1f} "
+              f"{row.p95_ms:>8.1f} {row.p99_ms:>8.1f} {row.max_ms:>8.1f} {row.p50_ms / floor:>8.2f}x")  # fmt: skip
+    print(f"\nsubmit-to-start with an idle worker ({len(waits)} jobs, one at a time): "
+          f"p50 {statistics.median(waits) * 1000:.0f} ms, p95 {percentile(waits, 95) * 1000:.0f} ms, "
+          f"max {max(waits) * 1000:.0f} ms")  # fmt: skip
+    print("\nquery plans:")
+    for name_, plan in plans.items():
+        print(f"  {name_}: {plan}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
