@@ -50,7 +50,7 @@ REDIS_URL = os.environ.get("TEMPER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PEPPER = "bench-pepper-" + "x" * 20
 ADMIN_KEY = "tmp_benchadmin_" + "a" * 32
 TEAM_KEY = "tmp_benchteam_" + "b" * 32
-STATUSES = ["succeeded"] * 60 + ["failed"] * 15 + ["cancelled"] * 10 + ["training"] * 5 + ["queued"] * 10
+FINISHED = ("succeeded",) * 7 + ("failed",) * 2 + ("cancelled",)
 
 
 # Seeding ---------------------------------------------------------------------------------------------
@@ -99,13 +99,16 @@ def seed(url: str, jobs: int, events: int, teams: int, seed_value: int) -> Seede
             for index in range(jobs):
                 team_index = index % teams
                 job_id = uuid.uuid4()
-                status = rng.choice(STATUSES)
-                created = now - timedelta(seconds=rng.uniform(0, 60 * 86400))
-                finished = status in ("succeeded", "failed", "cancelled")
-                # Only the newest jobs still wait; older "queued" ones are long finished in real life.
-                if status == "queued" and index < jobs - 200:
-                    status = "succeeded"
-                    finished = True
+                # Old jobs have finished; of the newest hundred, a few run and the rest wait.
+                newest = jobs - index
+                if newest <= 20:
+                    status = "training"
+                elif newest <= 100:
+                    status = "queued"
+                else:
+                    status = rng.choice(FINISHED)
+                created = now - timedelta(seconds=(jobs - index) * 60 * 86400 / jobs + rng.uniform(0, 1))
+                finished = status in FINISHED
                 started = created + timedelta(seconds=30)
                 copy.write_row(
                     (job_id, team_ids[team_index], base_model_id, dataset_ids[team_index], f"job {index}",
@@ -260,37 +263,45 @@ def submit_to_start(
         cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     headers = {"Authorization": f"Bearer {TEAM_KEY}"}
-    spec = {"base_model": "bench-model", "train_dataset_id": str(seeded.train_dataset_id)}
     waits: list[float] = []
     try:
         with (
             httpx.Client(base_url=api, headers=headers, timeout=30) as client,
             psycopg.connect(url, autocommit=True) as connection,
         ):
+            # A real dataset in the store, so that the validate stage ends at once (the base model's
+            # files do not exist: a permanent failure) and the worker is idle for the next job.
+            rows = "\n".join(json.dumps({"text": f"row {i}", "label": "ab"[i % 2]}) for i in range(20))
+            upload = client.post(
+                "/v1/datasets", files={"file": ("rows.jsonl", rows.encode())}, data={"name": "rows"}
+            )
+            upload.raise_for_status()
+            spec = {"base_model": "bench-model", "train_dataset_id": upload.json()["id"]}
             # The first job also waits for the worker to boot; it is not counted.
             for index in range(samples + 1):
                 sent = time.time()
                 response = client.post("/v1/jobs", json=spec)
                 response.raise_for_status()
                 job_id = response.json()["id"]
-                started = None
-                deadline = time.monotonic() + 120
-                while started is None and time.monotonic() < deadline:
-                    started = connection.execute(
-                        "SELECT started_at FROM jobs WHERE id = %s", (job_id,)
-                    ).fetchone()[0]
-                    if started is None:
-                        time.sleep(0.005)
-                if started is None:
-                    raise RuntimeError(f"job {job_id} did not start within 120 s")
+                started = _wait_for(connection, "SELECT started_at FROM jobs WHERE id = %s", job_id)
                 if index:
                     waits.append(started.timestamp() - sent)
-                # Let the worker finish with the job (its validate stage) before the next submit.
-                time.sleep(0.3)
+                _wait_for(connection, "SELECT finished_at FROM jobs WHERE id = %s", job_id)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
     return waits
+
+
+def _wait_for(connection: psycopg.Connection, query: str, job_id: str, timeout_s: float = 120) -> datetime:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        row = connection.execute(query, (job_id,)).fetchone()
+        if row is not None and row[0] is not None:
+            value: datetime = row[0]
+            return value
+        time.sleep(0.005)
+    raise RuntimeError(f"job {job_id}: {query!r} gave nothing within {timeout_s} s")
 
 
 def main() -> int:

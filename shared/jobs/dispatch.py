@@ -112,6 +112,10 @@ class Dispatcher:
         """Admit queued jobs while slots are free; returns the admitted job ids (their validate
         tasks are sent after the commit)."""
         now = now or utcnow()
+        # Most passes find nothing to do (a paused queue, every slot busy): they answer from a plain
+        # read and write nothing, so that submits under load do not queue behind the lock.
+        if not self._may_admit():
+            return []
         state = self._lock_state(now)
         if state.paused:
             return []
@@ -329,6 +333,12 @@ class Dispatcher:
     def _touch_state(self, now: datetime) -> int:
         statement = sa.update(DispatchState).where(DispatchState.id == _STATE_ID).values(last_pass_at=now)
         return self.session.execute(statement).rowcount  # type: ignore[attr-defined, no-any-return]
+
+    def _may_admit(self) -> bool:
+        state = self.session.get(DispatchState, _STATE_ID)
+        if state is not None and state.paused:
+            return False
+        return self._running_total() < self.policy.slots
 
     def _running_total(self) -> int:
         query = sa.select(sa.func.count()).where(Job.status.in_(ACTIVE), Job.admitted_at.is_not(None))
