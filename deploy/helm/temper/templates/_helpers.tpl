@@ -77,6 +77,13 @@ TEMPER_TRITON_RECONCILE_INTERVAL: {{ printf "PT%dS" (int .Values.config.tritonRe
 {{- if and $worker (gt (int (default 0 $worker.gpus)) 0) }}{{ $gpuWorkers = true }}{{ end }}
 {{- end }}
 TEMPER_GPU_WORKERS: {{ $gpuWorkers | quote }}
+{{- /* Jobs that may hold a worker at once: every train-queue process, plus one job validating or
+       evaluating on the other workers meanwhile. More wait queued, fairly across teams. */}}
+{{- $trainSlots := 0 }}
+{{- range $name, $worker := .Values.workers }}
+{{- if and $worker (has "train" $worker.queues) }}{{ $trainSlots = add $trainSlots (mul (int $worker.replicas) (int $worker.concurrency)) }}{{ end }}
+{{- end }}
+TEMPER_DISPATCH_SLOTS: {{ add $trainSlots 1 | quote }}
 # Caches of libraries that would otherwise write under a read-only home.
 HF_HOME: "/tmp/huggingface"
 MPLCONFIGDIR: "/tmp/matplotlib"
