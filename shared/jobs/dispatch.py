@@ -232,7 +232,8 @@ class Dispatcher:
         now = now or utcnow()
         teams = self.usage(self._waiting_teams(), now)
         mine = next((team for team in teams if team.team_id == job.team_id), None)
-        assert mine is not None  # the job itself waits
+        if mine is None:  # admitted (or cancelled) since the job was read
+            return None
         ahead_in_team = (
             self.session.scalar(
                 sa.select(sa.func.count()).where(
