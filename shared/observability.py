@@ -6,7 +6,7 @@ import logging
 import sys
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("temper_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("temper_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -29,6 +29,34 @@ STAGE_RETRIES = Counter(
     "temper_stage_retries_total",
     "Stage runs given back for a retry after a transient error",
     ["stage", "code"],
+)
+STAGE_HANDBACKS = Counter(
+    "temper_stage_handbacks_total",
+    "Stage runs a shutting-down worker gave back to the queue (not failures)",
+    ["stage"],
+)
+HEARTBEATS = Counter("temper_heartbeats_total", "Job heartbeats written by workers", ["stage"])
+REAPER_ACTIONS = Counter(
+    "temper_reaper_actions_total",
+    "What the reaper (a celery beat task) did to left-behind jobs: requeue, fail, cancel",
+    ["action"],
+)
+# Gauges of the latest report of a running training; "livemax" so that in a worker's multiprocess
+# mode a finished pool process drops out and the busiest live one shows.
+TRAIN_SAMPLES_PER_SECOND = Gauge(
+    "temper_train_samples_per_second",
+    "Training throughput at the latest progress report",
+    ["model_type"],
+    multiprocess_mode="livemax",
+)
+TRAIN_TOKENS_PER_SECOND = Gauge(
+    "temper_train_tokens_per_second",
+    "Training tokens per second at the latest progress report (where the trainer counts them)",
+    ["model_type"],
+    multiprocess_mode="livemax",
+)
+OBJECT_STORE_ERRORS = Counter(
+    "temper_object_store_errors_total", "Object store calls that raised", ["operation"]
 )
 EFFECT_FAILURES = Counter(
     "temper_effect_failures_total", "After-commit effects that failed (repaired by reconcilers)", ["effect"]

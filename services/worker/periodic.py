@@ -11,7 +11,7 @@ import structlog
 
 from services.worker.app import celery_app, settings, stage_context
 from shared.errors import TransientError
-from shared.queue import TASK_QUEUES, TRITON_RECONCILE_TASK
+from shared.queue import REAPER_TASK, TASK_QUEUES, TRITON_RECONCILE_TASK
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,26 @@ def reconcile_triton_task() -> dict[str, Any]:
         control.close()
 
 
+@celery_app.task(name=REAPER_TASK, queue=TASK_QUEUES[REAPER_TASK], ignore_result=True)
+def reap_jobs_task() -> dict[str, Any]:
+    """The reaper (a celery beat task): re-send or fail stages whose worker is gone, enforce
+    unanswered cancels (`shared.jobs.reaper`)."""
+    from shared.jobs.reaper import ReaperPolicy, reap
+
+    policy = ReaperPolicy(
+        heartbeat_timeout=settings.heartbeat_timeout,
+        stage_pickup_timeout=settings.stage_pickup_timeout,
+        cancel_grace=settings.cancel_grace,
+        max_stage_attempts=settings.max_stage_attempts,
+    )
+    report = reap(stage_context().session_factory, policy)
+    if report.requeued or report.failed or report.cancelled:
+        log.warning("reaper acted", **report.as_dict())
+    return report.as_dict()
+
+
 _interval = settings.triton_reconcile_interval.total_seconds()
+_reaper_interval = settings.reaper_interval.total_seconds()
 celery_app.conf.beat_schedule = {
     **(celery_app.conf.beat_schedule or {}),
     # A run that waited longer than one interval is dropped: the next one does the same work.
@@ -43,6 +62,11 @@ celery_app.conf.beat_schedule = {
         "task": TRITON_RECONCILE_TASK,
         "schedule": _interval,
         "options": {"queue": TASK_QUEUES[TRITON_RECONCILE_TASK], "expires": _interval},
+    },
+    "reaper": {
+        "task": REAPER_TASK,
+        "schedule": _reaper_interval,
+        "options": {"queue": TASK_QUEUES[REAPER_TASK], "expires": _reaper_interval},
     },
 }
 celery_app.conf.beat_schedule_filename = str(settings.data_root / "celerybeat-schedule")

@@ -26,10 +26,11 @@ _RUNNER_KEY = "temper_effect_runner"
 
 @dataclass(frozen=True)
 class EnqueueStage:
-    """Send the task of `stage` for the job to its queue."""
+    """Send the task of `stage` for the job to its queue (its team goes along for the task's logs)."""
 
     job_id: uuid.UUID
     stage: str
+    team_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

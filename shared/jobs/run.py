@@ -126,13 +126,19 @@ class JobRun:
         with self._job(for_update=True) as (service, job):
             if job is None:
                 return "skip"
-            return service.start_stage(job, self.stage, task_id)
+            return service.start_stage(job, self.stage, task_id, self.ctx.settings.heartbeat_timeout)
 
     def complete(self, result: StageResult | None, cancelled: bool) -> str | None:
         """Record the result and move the job on; returns the next stage (already enqueued)."""
         with self._job(for_update=True) as (service, job):
             assert job is not None
             return service.complete_stage(job, self.stage, result, cancelled)
+
+    def hand_back(self, message: str, step: int | None) -> None:
+        """Give the stage back to the queue (this worker is shutting down)."""
+        with self._job(for_update=True) as (service, job):
+            if job is not None:
+                service.hand_back_stage(job, self.stage, message, {"handed_back": True, "step": step})
 
     def fail(self, code: str, message: str) -> None:
         with self._job(for_update=True) as (service, job):
