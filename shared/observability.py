@@ -46,13 +46,11 @@ REAPER_ACTIONS = Counter(
 TRAIN_SAMPLES_PER_SECOND = Gauge(
     "temper_train_samples_per_second",
     "Training throughput at the latest progress report",
-    ["model_type"],
     multiprocess_mode="livemax",
 )
 TRAIN_TOKENS_PER_SECOND = Gauge(
     "temper_train_tokens_per_second",
     "Training tokens per second at the latest progress report (where the trainer counts them)",
-    ["model_type"],
     multiprocess_mode="livemax",
 )
 OBJECT_STORE_ERRORS = Counter(

@@ -56,6 +56,7 @@ def worker_process(
     concurrency: int = 2,
     log_level: str = "WARNING",
     with_beat: bool = False,
+    queues: str = "default,train,evaluate,export",
 ) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on every queue. The embedded default gives it two slots, so
     that a long training task does not block the short tasks queued behind it; `with_beat` runs
@@ -73,7 +74,7 @@ def worker_process(
         "services.worker.app",
         "worker",
         "-Q",
-        "default,train,evaluate,export",
+        queues,
         "-c",
         str(concurrency),
         "--pool",
