@@ -19,11 +19,13 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.exceptions import Reject
 
 from services.worker.app import celery_app, settings, stage_context, webhook_sender
 from shared.errors import TransientError
 from shared.failures import classify_failure
 from shared.jobs.run import JobRun
+from shared.jobs.stages import shutdown
 from shared.jobs.stages.bodies import stage_body
 from shared.jobs.stages.runner import run_stage
 from shared.observability import QUEUE_WAIT, STAGE_RETRIES
@@ -123,6 +125,10 @@ def _header(task: Task, name: str) -> Any:
 
 
 def _run(task: Task, stage: str, job_id: str) -> None:
+    if shutdown.requested():
+        # This worker is going away but (on some transports) still takes messages until it has
+        # exited: leave the job untouched and the message for a worker that stays.
+        raise Reject("worker shutting down", requeue=True)
     sent_at = _header(task, "temper_sent_at")
     if sent_at and not task.request.retries:
         QUEUE_WAIT.labels(stage=stage).observe(max(0.0, time.time() - float(sent_at)))
