@@ -54,7 +54,9 @@ TRAIN_TOKENS_PER_SECOND = Gauge(
     multiprocess_mode="livemax",
 )
 OBJECT_STORE_ERRORS = Counter(
-    "temper_object_store_errors_total", "Object store calls that raised", ["operation"]
+    "temper_object_store_errors_total",
+    "Object store calls that failed: unavailable (retried as transient) or refused",
+    ["kind"],
 )
 EFFECT_FAILURES = Counter(
     "temper_effect_failures_total", "After-commit effects that failed (repaired by reconcilers)", ["effect"]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from shared.queue import (
+    REAPER_TASK,
     STAGE_TASKS,
     STUDY_ADVANCE_TASK,
     TASK_QUEUES,
@@ -32,6 +33,7 @@ print(json.dumps({
         for name in names
     },
     "countdowns": [tasks.retry_countdown(retries) for retries in range(6)],
+    "beat": {name: entry["task"] for name, entry in celery_app.conf.beat_schedule.items()},
 }))
 """
 
@@ -58,6 +60,7 @@ def test_every_stage_study_and_webhook_task_is_registered_on_its_queue_and_safe_
         STUDY_ADVANCE_TASK,
         WEBHOOK_DELIVER_TASK,
         TRITON_RECONCILE_TASK,
+        REAPER_TASK,
     }
     for name in (*STAGE_TASKS.values(), STUDY_ADVANCE_TASK, WEBHOOK_DELIVER_TASK):
         assert table[name] == {
@@ -67,6 +70,11 @@ def test_every_stage_study_and_webhook_task_is_registered_on_its_queue_and_safe_
         }, name
     # A periodic task is idempotent and simply runs again at the next tick.
     assert table[TRITON_RECONCILE_TASK]["queue"] == TASK_QUEUES[TRITON_RECONCILE_TASK]
+    assert table[REAPER_TASK]["queue"] == TASK_QUEUES[REAPER_TASK]
+
+
+def test_beat_schedules_the_reaper(tmp_path: Path) -> None:
+    assert REAPER_TASK in worker_table(tmp_path)["beat"].values()
 
 
 def test_transient_retries_back_off_by_doubling_up_to_the_cap(tmp_path: Path) -> None:
