@@ -42,15 +42,19 @@ REAPER_ACTIONS = Counter(
     ["action"],
 )
 # Gauges of the latest report of a running training; "livemax" so that in a worker's multiprocess
-# mode a finished pool process drops out and the busiest live one shows.
+# mode a finished pool process drops out and the busiest live one shows. Every metric here has a
+# label: in multiprocess mode a metric without one opens its file at import, before the worker has
+# prepared PROMETHEUS_MULTIPROC_DIR.
 TRAIN_SAMPLES_PER_SECOND = Gauge(
     "temper_train_samples_per_second",
     "Training throughput at the latest progress report",
+    ["stage"],
     multiprocess_mode="livemax",
 )
 TRAIN_TOKENS_PER_SECOND = Gauge(
     "temper_train_tokens_per_second",
     "Training tokens per second at the latest progress report (where the trainer counts them)",
+    ["stage"],
     multiprocess_mode="livemax",
 )
 OBJECT_STORE_ERRORS = Counter(

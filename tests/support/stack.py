@@ -123,12 +123,14 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def stack_worker(stack: Stack, **options: Any) -> Iterator[subprocess.Popen[bytes]]:
+def stack_worker(
+    stack: Stack, extra_env: dict[str, str] | None = None, **options: Any
+) -> Iterator[subprocess.Popen[bytes]]:
     """A(nother) worker process of the stack, logging to the stack's worker log; it becomes
     `stack.worker`. `options` go to `worker_process` (queues, with_beat)."""
     stack.settings.data_root.mkdir(parents=True, exist_ok=True)
     stack.worker_log = stack.settings.data_root / "worker.log"
-    env = worker_env(stack.settings)
+    env = {**worker_env(stack.settings), **(extra_env or {})}
     with worker_process(env, stack.worker_log, concurrency=1, log_level="INFO", **options) as process:
         stack.worker = process
         yield process

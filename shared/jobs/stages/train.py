@@ -54,9 +54,9 @@ class JobTrainingHooks:
         if now - self._last_progress < PROGRESS_INTERVAL_S and not finished:
             return
         self._last_progress = now
-        TRAIN_SAMPLES_PER_SECOND.set(progress.samples_per_second)
+        TRAIN_SAMPLES_PER_SECOND.labels(stage=self.run.stage).set(progress.samples_per_second)
         if progress.tokens_per_second is not None:
-            TRAIN_TOKENS_PER_SECOND.set(progress.tokens_per_second)
+            TRAIN_TOKENS_PER_SECOND.labels(stage=self.run.stage).set(progress.tokens_per_second)
         self.run.record_progress(progress_payload(progress))
 
     def on_metrics(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
