@@ -151,7 +151,8 @@ class _Reaper:
         self._send_again(session, service, job, stage, f"no worker took {stage} for {idle_s:.0f} s")
 
     def _send_again(self, session: Session, service: JobService, job: Job, stage: str, why: str) -> None:
-        attempt = 1 + self._times_sent_again(service, job.id, stage) + 1
+        # The first run, each earlier re-send, and this one.
+        attempt = self._times_sent_again(service, job.id, stage) + 2
         cap = self.policy.max_stage_attempts
         if attempt > cap:
             message = f"{why}; {stage} gave up after {cap} attempts (worker lost)"
@@ -164,8 +165,9 @@ class _Reaper:
         service.jobs.add_event(
             _reaper_event(job.id, message, {"reaper": "requeue", "stage": stage, "attempt": attempt})
         )
-        # The old task is no longer the stage's owner, and the clock restarts: the next tick gives
-        # the new task a full timeout to start before judging it.
+        # The old task is no longer the stage's owner, and the clocks the reaper judges by
+        # (`heartbeat_at`, and `updated_at` with it) restart: the next tick gives the new task a
+        # full timeout to start before judging it.
         job.task_id = None
         job.heartbeat_at = self.now
         outbox(session).add(EnqueueStage(job.id, stage, team_id=job.team_id))
