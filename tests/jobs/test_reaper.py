@@ -20,6 +20,8 @@ from shared.jobs.reaper import ReaperPolicy, reap
 from shared.jobs.service import JobService
 from tests.support.job_rows import JobDatabase, job_database
 
+pytestmark = pytest.mark.timeout(60)
+
 POLICY = ReaperPolicy(
     heartbeat_timeout=timedelta(minutes=5),
     stage_pickup_timeout=timedelta(minutes=30),
