@@ -316,7 +316,6 @@ class JobService:
         if job.running_stage != stage or JobStatus(job.status) in TERMINAL:
             return
         if JobStatus(job.status) == JobStatus.CANCELLING:
-            job.running_stage = None
             self.transition(job, JobStatus.CANCELLED, message=f"cancelled during {stage}")
             return
         # The stage stays taken (its re-run counts as a restart) but no task owns it any more.

@@ -203,3 +203,19 @@ def test_a_stage_stopped_by_its_worker_s_shutdown_is_handed_back_not_failed(db: 
     # The re-sent task takes it over and counts a restart.
     run_stage(db.context, job_id, "train", lambda _: StageOutcome(), task_id="task-3")
     assert db.job(job_id).attempt == 2
+
+
+def test_a_cancel_that_came_before_the_hand_back_ends_the_job_cancelled(db: JobDatabase) -> None:
+    job_id = db.submit()
+    run_stage(db.context, job_id, "validate", validated, task_id="task-1")
+    db.effects.effects.clear()
+
+    def cancelled_then_interrupted(_: JobRun) -> StageOutcome:
+        with db.session() as session:
+            JobService(session).request_cancel(db.team_id, job_id)
+        raise WorkerShuttingDown("worker shutting down; train handed back at step 3", step=3)
+
+    run_stage(db.context, job_id, "train", cancelled_then_interrupted, task_id="task-2")
+
+    assert db.job(job_id).status == "cancelled"
+    assert not any(isinstance(effect, EnqueueStage) for effect in db.effects.effects)
