@@ -112,7 +112,12 @@ def _heartbeating(run: JobRun, interval: timedelta) -> Iterator[None]:
     def beat() -> None:
         while not stop.wait(interval.total_seconds()):
             try:
-                run.heartbeat()
+                if not run.heartbeat():
+                    log.warning(
+                        "stage taken over by another task; this run's end is not recorded",
+                        job_id=str(run.job_id),
+                    )
+                    return
                 HEARTBEATS.labels(stage=run.stage).inc()
             except Exception as exc:
                 log.warning(

@@ -219,3 +219,24 @@ def test_a_cancel_that_came_before_the_hand_back_ends_the_job_cancelled(db: JobD
 
     assert db.job(job_id).status == "cancelled"
     assert not any(isinstance(effect, EnqueueStage) for effect in db.effects.effects)
+
+
+def test_a_run_whose_stage_another_task_took_over_records_nothing(db: JobDatabase) -> None:
+    job_id = db.submit()
+    run_stage(db.context, job_id, "validate", validated, task_id="task-1")
+    db.effects.effects.clear()
+
+    def outlived(run: JobRun) -> StageOutcome:
+        # Meanwhile the reaper gave up on this worker, re-sent the stage, and a new task took it.
+        with db.session() as session:
+            job = JobService(session).jobs.get(job_id)
+            assert job is not None
+            job.task_id = "task-3"
+        assert run.heartbeat() is False
+        return StageOutcome()
+
+    assert run_stage(db.context, job_id, "train", outlived, task_id="task-2") is None
+
+    job = db.job(job_id)
+    assert job.status == "training" and job.running_stage == "train" and job.task_id == "task-3"
+    assert db.effects.effects == []
