@@ -35,6 +35,7 @@ def proxied_redis(services_settings: Settings) -> Iterator[tuple[Settings, Fault
                 update={
                     "broker_url": f"redis://{proxy.address}/0",
                     "reaper_interval": timedelta(seconds=1),
+                    "heartbeat_interval": timedelta(seconds=1),
                     "stage_pickup_timeout": timedelta(seconds=5),
                     "heartbeat_timeout": timedelta(seconds=30),
                 }

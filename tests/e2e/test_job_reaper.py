@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(240)
 
 FAST_REAPER = {
     "reaper_interval": timedelta(seconds=1),
+    "heartbeat_interval": timedelta(seconds=1),
     "stage_pickup_timeout": timedelta(seconds=3),
     "heartbeat_timeout": timedelta(seconds=30),
     "log_json": True,
