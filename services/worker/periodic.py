@@ -41,13 +41,7 @@ def reap_jobs_task() -> dict[str, Any]:
     unanswered cancels (`shared.jobs.reaper`)."""
     from shared.jobs.reaper import ReaperPolicy, reap
 
-    policy = ReaperPolicy(
-        heartbeat_timeout=settings.heartbeat_timeout,
-        stage_pickup_timeout=settings.stage_pickup_timeout,
-        cancel_grace=settings.cancel_grace,
-        max_stage_attempts=settings.max_stage_attempts,
-    )
-    report = reap(stage_context().session_factory, policy)
+    report = reap(stage_context().session_factory, ReaperPolicy.of(settings))
     if report.requeued or report.failed or report.cancelled:
         log.warning("reaper acted", **report.as_dict())
     return report.as_dict()

@@ -44,6 +44,7 @@ from shared.jobs.repository import JobRepository
 from shared.jobs.service import JobService
 from shared.jobs.states import STAGE_NAMES, JobStatus
 from shared.observability import REAPER_ACTIONS
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +59,15 @@ class ReaperPolicy:
     stage_pickup_timeout: timedelta
     cancel_grace: timedelta
     max_stage_attempts: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> ReaperPolicy:
+        return cls(
+            heartbeat_timeout=settings.heartbeat_timeout,
+            stage_pickup_timeout=settings.stage_pickup_timeout,
+            cancel_grace=settings.cancel_grace,
+            max_stage_attempts=settings.max_stage_attempts,
+        )
 
 
 @dataclass
@@ -124,9 +134,12 @@ class _Reaper:
         waited = (self.now - requested).total_seconds()
         if waited < self.policy.cancel_grace.total_seconds():
             return
-        if job.running_stage is not None and job.task_id:
-            outbox(session).add(RevokeTask(job.task_id))
-        message = f"no worker answered the cancel within {waited:.0f} s; task revoked and job cancelled"
+        # Between two stages no task holds the job, and there is nothing to revoke.
+        running_task = job.task_id if job.running_stage is not None else None
+        if running_task:
+            outbox(session).add(RevokeTask(running_task))
+        ended = "task revoked and job cancelled" if running_task else "job cancelled"
+        message = f"no worker answered the cancel within {waited:.0f} s; {ended}"
         service.transition(job, JobStatus.CANCELLED, message=message, data={"reaper": "cancel"})
         REAPER_ACTIONS.labels(action="cancel").inc()
         self.report.cancelled.append(job.id)

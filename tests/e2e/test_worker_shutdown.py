@@ -108,12 +108,7 @@ def test_a_cancel_the_worker_does_not_answer_is_revoked_after_the_grace_period(
     embedded_settings: Settings, tiny_base_model: Path, tmp_path: Path
 ) -> None:
     settings = embedded_settings.model_copy(update={"cancel_grace": timedelta(seconds=2)})
-    policy = ReaperPolicy(
-        heartbeat_timeout=settings.heartbeat_timeout,
-        stage_pickup_timeout=settings.stage_pickup_timeout,
-        cancel_grace=settings.cancel_grace,
-        max_stage_attempts=settings.max_stage_attempts,
-    )
+    policy = ReaperPolicy.of(settings)
     store, model_repository = open_configured_stores(settings)
     effects = ProcessEffects(
         celery=create_celery_app(settings), store=store, model_repository=model_repository
