@@ -59,8 +59,8 @@ class ProcessEffects:
             case DispatchJobs():
                 if self.dispatch is not None:
                     self.dispatch()
-            case EnqueueStage(job_id=job_id, stage=stage):
-                send_stage(self.celery, stage, str(job_id))
+            case EnqueueStage(job_id=job_id, stage=stage, team_id=team_id):
+                send_stage(self.celery, stage, str(job_id), team_id=str(team_id) if team_id else None)
             case AdvanceStudy(study_id=study_id):
                 send_study_advance(self.celery, study_id)
             case DeleteObject(key=key):
@@ -71,6 +71,8 @@ class ProcessEffects:
                         self.triton_url, self.model_repository, name, version, list(formats)
                     )
             case RevokeTask(task_id=task_id, terminate=terminate):
-                self.celery.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
+                # SIGKILL, not SIGTERM: the worker did not answer the cancel, so nothing in it is
+                # trusted to stop cleanly, and a pool process takes SIGTERM for a warm shutdown.
+                self.celery.control.revoke(task_id, terminate=terminate, signal="SIGKILL")
             case DeliverWebhook(delivery_id=delivery_id, countdown=countdown):
                 send_webhook_delivery(self.celery, delivery_id, countdown)

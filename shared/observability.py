@@ -6,7 +6,7 @@ import logging
 import sys
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("temper_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("temper_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -30,12 +30,46 @@ STAGE_RETRIES = Counter(
     "Stage runs given back for a retry after a transient error",
     ["stage", "code"],
 )
+STAGE_HANDBACKS = Counter(
+    "temper_stage_handbacks_total",
+    "Stage runs a shutting-down worker gave back to the queue (not failures)",
+    ["stage"],
+)
+HEARTBEATS = Counter("temper_heartbeats_total", "Job heartbeats written by workers", ["stage"])
+REAPER_ACTIONS = Counter(
+    "temper_reaper_actions_total",
+    "What the reaper (a celery beat task) did to left-behind jobs: requeue, fail, cancel",
+    ["action"],
+)
+# Gauges of the latest report of a running training; "livemax" so that in a worker's multiprocess
+# mode a finished pool process drops out and the busiest live one shows. Every metric here has a
+# label: in multiprocess mode a metric without one opens its file at import, before the worker has
+# prepared PROMETHEUS_MULTIPROC_DIR.
+TRAIN_SAMPLES_PER_SECOND = Gauge(
+    "temper_train_samples_per_second",
+    "Training throughput at the latest progress report",
+    ["stage"],
+    multiprocess_mode="livemax",
+)
+TRAIN_TOKENS_PER_SECOND = Gauge(
+    "temper_train_tokens_per_second",
+    "Training tokens per second at the latest progress report (where the trainer counts them)",
+    ["stage"],
+    multiprocess_mode="livemax",
+)
+OBJECT_STORE_ERRORS = Counter(
+    "temper_object_store_errors_total",
+    "Object store calls that failed: unavailable (retried as transient) or refused",
+    ["kind"],
+)
 EFFECT_FAILURES = Counter(
     "temper_effect_failures_total", "After-commit effects that failed (repaired by reconcilers)", ["effect"]
 )
 ADMISSION_WAIT = Histogram(
     "temper_admission_wait_seconds",
-    "Time a job waited in the queue before the dispatcher gave it a worker slot",
+    "Time a job waited in the queue before the dispatcher gave it a worker slot (the stage it was "
+    "admitted to: labelled, so that nothing opens a multiprocess file at import)",
+    ["stage"],
     buckets=(0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600),
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import structlog
 from celery import Celery
 from kombu import Queue
 
@@ -31,6 +32,7 @@ WEBHOOK_DELIVER_TASK = "webhooks.deliver"
 # Periodic (celery beat) tasks: idempotent, not retried; the next tick is the retry.
 TRITON_RECONCILE_TASK = "triton.reconcile"
 DISPATCH_TASK = "jobs.dispatch"
+REAPER_TASK = "jobs.reap"
 # Task name -> queue.
 TASK_QUEUES: dict[str, str] = {
     "jobs.validate": "default",
@@ -42,7 +44,21 @@ TASK_QUEUES: dict[str, str] = {
     WEBHOOK_DELIVER_TASK: "default",
     TRITON_RECONCILE_TASK: "default",
     DISPATCH_TASK: "default",
+    REAPER_TASK: "default",
 }
+
+# How long Redis keeps a taken, unacknowledged message invisible before it hands it to another
+# worker. Chosen together with the reaper (a celery beat task, `shared.jobs.reaper`):
+# - Recovering lost work is the reaper's job, not the broker's: it re-sends a stage within
+#   `heartbeat_timeout` (5 min) of its worker going silent, long before this redelivers anything.
+# - Redelivery is for a message whose worker vanished; a redelivered message is the same task, so
+#   `JobService.start_stage` treats it as a restart. A stage still running when the timeout passes
+#   would run twice, so the timeout must be longer than any stage normally runs.
+# - A task sent with a countdown sits taken but unacknowledged in a worker until it is due; a
+#   countdown longer than this would be delivered again meanwhile. The longest is a webhook retry
+#   (`webhook_retry_backoff_max`, 1 h); a stage's transient retry waits at most a minute.
+# So: a day. Keep it above the longest stage and the longest countdown if either grows.
+REDIS_VISIBILITY_TIMEOUT_S = 24 * 3600
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -78,22 +94,36 @@ def create_celery_app(settings: Settings) -> Celery:
             "store_processed": False,
         }
     elif settings.resolved_broker_url.startswith("redis"):
-        # A training stage can run for hours; the message must stay invisible to others that long.
-        options: dict[str, object] = {"visibility_timeout": 24 * 3600}
+        options: dict[str, object] = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_S}
         if settings.broker_key_prefix:
             options["global_keyprefix"] = settings.broker_key_prefix
         app.conf.broker_transport_options = options
     return app
 
 
-def send_stage(app: Celery, stage: str, job_id: str, countdown: float | None = None) -> str:
+# Log context that travels from the sender into the task in its headers, so that a job's log lines
+# carry the API request that started it (and each stage passes it on to the next).
+REQUEST_ID_HEADER = "temper_request_id"
+TEAM_ID_HEADER = "temper_team_id"
+
+
+def send_stage(
+    app: Celery, stage: str, job_id: str, countdown: float | None = None, team_id: str | None = None
+) -> str:
+    """Send a stage's task; the request id bound in the sender's log context goes along."""
     task_name = STAGE_TASKS[stage]
+    headers: dict[str, object] = {"temper_sent_at": time.time()}
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id:
+        headers[REQUEST_ID_HEADER] = str(request_id)
+    if team_id:
+        headers[TEAM_ID_HEADER] = team_id
     result = app.send_task(
         task_name,
         args=[job_id],
         queue=TASK_QUEUES[task_name],
         countdown=countdown,
-        headers={"temper_sent_at": time.time()},
+        headers=headers,
     )
     return str(result.id)
 

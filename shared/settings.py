@@ -91,6 +91,21 @@ class Settings(BaseSettings):
     transient_retry_limit: int = Field(5, ge=0, le=50)
     transient_retry_backoff: timedelta = timedelta(seconds=2)
     transient_retry_backoff_max: timedelta = timedelta(seconds=60)
+    # No job left behind. A worker running a stage writes the job's heartbeat every
+    # `heartbeat_interval`; the reaper (a celery beat task, every `reaper_interval`) takes a stage
+    # back from a worker silent for `heartbeat_timeout`, and re-sends a stage no worker took within
+    # `stage_pickup_timeout` of the job reaching it (the message was lost, or its worker died
+    # between two stages). The pickup timeout is longer because a healthy job may wait that long in
+    # a busy queue. A stage taken back more than `max_stage_attempts` times fails the job
+    # (`worker_lost`). A cancel that no worker answers within `cancel_grace` is enforced: the task
+    # is revoked (SIGKILL) and the job ends cancelled. Why these fit the broker's visibility
+    # timeout: `shared.queue.REDIS_VISIBILITY_TIMEOUT`.
+    heartbeat_interval: timedelta = timedelta(seconds=30)
+    heartbeat_timeout: timedelta = timedelta(minutes=5)
+    stage_pickup_timeout: timedelta = timedelta(minutes=30)
+    max_stage_attempts: int = Field(3, ge=1, le=50)
+    cancel_grace: timedelta = timedelta(seconds=60)
+    reaper_interval: timedelta = timedelta(seconds=30)
     # Webhook deliveries: an attempt waits this long for an answer; one that gets a 5xx, a timeout or
     # no connection is tried again after backoff, backoff * 2, ... (each capped at backoff_max), up
     # to `webhook_max_attempts` attempts in all. A 4xx is not retried.

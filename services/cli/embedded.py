@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -44,12 +45,27 @@ def local_admin_key(settings: Settings) -> str:
     return key_file.read_text().strip()
 
 
+# How long a stopping worker may take to finish (or hand back) its tasks before it is killed.
+WORKER_STOP_TIMEOUT_S = 30
+
+
 @contextmanager
 def worker_process(
-    env: dict[str, str], log_path: Path | None = None, concurrency: int = 2, log_level: str = "WARNING"
+    env: dict[str, str],
+    log_path: Path | None = None,
+    concurrency: int = 2,
+    log_level: str = "WARNING",
+    with_beat: bool = False,
+    queues: str = "default,train,evaluate,export",
 ) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on every queue. The embedded default gives it two slots, so
-    that a long training task does not block the short tasks queued behind it."""
+    that a long training task does not block the short tasks queued behind it; `with_beat` runs
+    celery beat inside it (the reaper and the Triton reconcile), for a stack with no other beat.
+
+    The worker leads its own process group, so that leaving the block stops all of it: SIGTERM to
+    its main process first (a warm shutdown: a training stage saves and hands its job back), then,
+    if it has not exited in time, SIGKILL to the group, pool processes included.
+    """
     command = [
         sys.executable,
         "-m",
@@ -58,7 +74,7 @@ def worker_process(
         "services.worker.app",
         "worker",
         "-Q",
-        "default,train,evaluate,export",
+        queues,
         "-c",
         str(concurrency),
         "--pool",
@@ -67,17 +83,22 @@ def worker_process(
         "--without-mingle",
         "-l",
         log_level,
+        *(["--beat"] if with_beat else []),
     ]
     output = log_path.open("ab") if log_path else None
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         yield process
     finally:
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=WORKER_STOP_TIMEOUT_S)
+        # Pool processes that outlived their main process (it was killed, or hung) go too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         if output:
             output.close()
 
@@ -108,5 +129,13 @@ def run_embedded(host: str, port: int, with_worker: bool = True) -> None:
     if not with_worker:
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
         return
-    with worker_process(env, settings.data_root / "worker.log"):
+    # uvicorn stops on SIGTERM and then raises the signal again; with Python's default action that
+    # would end this process on the spot and leave the worker running. As an exception it unwinds
+    # through `worker_process`, which stops the worker.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with worker_process(env, settings.data_root / "worker.log", with_beat=True):
         uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)

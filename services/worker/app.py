@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
 
+from shared.jobs.stages import shutdown
 from shared.jobs.stages.context import StageContext
 from shared.observability import configure_logging
 from shared.queue import create_celery_app
@@ -58,6 +59,18 @@ def webhook_sender() -> WebhookSender:
         _state["webhook_sender"] = WebhookSender(timeout_s=settings.webhook_timeout.total_seconds())
     sender: WebhookSender = _state["webhook_sender"]
     return sender
+
+
+@worker_init.connect
+def _prepare_shutdown_flag(**_: object) -> None:
+    # Before the pool forks, so that every pool process shares the flag (`shared.jobs.stages.shutdown`).
+    shutdown.prepare()
+
+
+@worker_shutting_down.connect
+def _stop_running_stages(**_: object) -> None:
+    """Warm shutdown (SIGTERM): a running training stage saves a checkpoint and hands its job back."""
+    shutdown.request()
 
 
 @worker_process_init.connect

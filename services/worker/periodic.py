@@ -11,7 +11,7 @@ import structlog
 
 from services.worker.app import celery_app, settings, stage_context
 from shared.errors import TransientError
-from shared.queue import DISPATCH_TASK, TASK_QUEUES, TRITON_RECONCILE_TASK
+from shared.queue import DISPATCH_TASK, REAPER_TASK, TASK_QUEUES, TRITON_RECONCILE_TASK
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +45,21 @@ def dispatch_task() -> dict[str, Any]:
     return {"admitted": [str(job_id) for job_id in admitted]}
 
 
+@celery_app.task(name=REAPER_TASK, queue=TASK_QUEUES[REAPER_TASK], ignore_result=True)
+def reap_jobs_task() -> dict[str, Any]:
+    """The reaper (a celery beat task): re-send or fail stages whose worker is gone, enforce
+    unanswered cancels (`shared.jobs.reaper`)."""
+    from shared.jobs.reaper import ReaperPolicy, reap
+
+    report = reap(stage_context().session_factory, ReaperPolicy.of(settings))
+    if report.requeued or report.failed or report.cancelled:
+        log.warning("reaper acted", **report.as_dict())
+    return report.as_dict()
+
+
 _interval = settings.triton_reconcile_interval.total_seconds()
 _dispatch_interval = settings.dispatch_interval.total_seconds()
+_reaper_interval = settings.reaper_interval.total_seconds()
 celery_app.conf.beat_schedule = {
     **(celery_app.conf.beat_schedule or {}),
     # A run that waited longer than one interval is dropped: the next one does the same work.
@@ -59,6 +72,11 @@ celery_app.conf.beat_schedule = {
         "task": DISPATCH_TASK,
         "schedule": _dispatch_interval,
         "options": {"queue": TASK_QUEUES[DISPATCH_TASK], "expires": _dispatch_interval},
+    },
+    "reaper": {
+        "task": REAPER_TASK,
+        "schedule": _reaper_interval,
+        "options": {"queue": TASK_QUEUES[REAPER_TASK], "expires": _reaper_interval},
     },
 }
 celery_app.conf.beat_schedule_filename = str(settings.data_root / "celerybeat-schedule")

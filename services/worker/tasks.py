@@ -19,15 +19,24 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.exceptions import Reject
 
 from services.worker.app import celery_app, settings, stage_context, webhook_sender
 from shared.errors import TransientError
 from shared.failures import classify_failure
 from shared.jobs.run import JobRun
+from shared.jobs.stages import shutdown
 from shared.jobs.stages.bodies import stage_body
 from shared.jobs.stages.runner import run_stage
 from shared.observability import QUEUE_WAIT, STAGE_RETRIES
-from shared.queue import STAGE_TASKS, STUDY_ADVANCE_TASK, TASK_QUEUES, WEBHOOK_DELIVER_TASK
+from shared.queue import (
+    REQUEST_ID_HEADER,
+    STAGE_TASKS,
+    STUDY_ADVANCE_TASK,
+    TASK_QUEUES,
+    TEAM_ID_HEADER,
+    WEBHOOK_DELIVER_TASK,
+)
 from shared.webhooks.delivery import DeliveryPolicy, deliver
 
 log = structlog.get_logger(__name__)
@@ -109,16 +118,33 @@ def _give_up(name: str, args: tuple[Any, ...], failure: TransientError, retries:
     )
 
 
+def _header(task: Task, name: str) -> Any:
+    """A header the sender set: Celery puts custom headers on the request itself as well as (in some
+    versions and transports) under `request.headers`."""
+    return (task.request.headers or {}).get(name) or getattr(task.request, name, None)
+
+
 def _run(task: Task, stage: str, job_id: str) -> None:
-    headers = task.request.headers or {}
-    sent_at = headers.get("temper_sent_at")
+    if shutdown.requested():
+        # This worker is going away but (on some transports) still takes messages until it has
+        # exited: leave the job untouched and the message for a worker that stays.
+        raise Reject("worker shutting down", requeue=True)
+    sent_at = _header(task, "temper_sent_at")
     if sent_at and not task.request.retries:
         QUEUE_WAIT.labels(stage=stage).observe(max(0.0, time.time() - float(sent_at)))
-    structlog.contextvars.bind_contextvars(job_id=job_id, stage=stage, task_id=task.request.id)
+    # The sender's request and team, when it named them, so that this stage's log lines (and the
+    # next stage's, sent from here) carry the request that started the job.
+    trace = {
+        key: value
+        for key, header in (("request_id", REQUEST_ID_HEADER), ("team_id", TEAM_ID_HEADER))
+        if (value := _header(task, header))
+    }
+    structlog.contextvars.bind_contextvars(job_id=job_id, stage=stage, task_id=task.request.id, **trace)
     try:
+        log.info("stage task started")
         run_stage(stage_context(), uuid.UUID(job_id), stage, stage_body(stage), task_id=task.request.id)
     finally:
-        structlog.contextvars.unbind_contextvars("job_id", "stage", "task_id")
+        structlog.contextvars.unbind_contextvars("job_id", "stage", "task_id", *trace)
 
 
 @temper_task("jobs.validate")

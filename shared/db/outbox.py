@@ -27,10 +27,11 @@ _COMMITTED_KEY = "temper_committed_effects"
 
 @dataclass(frozen=True)
 class EnqueueStage:
-    """Send the task of `stage` for the job to its queue."""
+    """Send the task of `stage` for the job to its queue (its team goes along for the task's logs)."""
 
     job_id: uuid.UUID
     stage: str
+    team_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

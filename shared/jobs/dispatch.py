@@ -160,8 +160,8 @@ class Dispatcher:
                 data={"admitted": True, "waited_s": round(waited, 3)},
             )
         )
-        outbox(self.session).add(EnqueueStage(job.id, "validate"))
-        ADMISSION_WAIT.observe(max(0.0, waited))
+        outbox(self.session).add(EnqueueStage(job.id, "validate", team_id=job.team_id))
+        ADMISSION_WAIT.labels(stage="validate").observe(max(0.0, waited))
 
     # Reads -----------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shared.db.models import Checkpoint, Job, JobEvent, JobMetricPoint
-from shared.jobs.states import JobStatus
+from shared.jobs.states import STAGE_ORDER, JobStatus
 
 
 class JobRepository:
@@ -42,6 +42,37 @@ class JobRepository:
                 sa.or_(Job.created_at < created_at, sa.and_(Job.created_at == created_at, Job.id < job_id))
             )
         return list(self.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+    # The reaper's queries: ids only; it locks and re-checks each job in its own transaction.
+
+    def list_silent_stages(self, heartbeat_before: datetime) -> list[uuid.UUID]:
+        """Jobs whose stage a worker took and stopped heartbeating for."""
+        query = sa.select(Job.id).where(
+            Job.status.in_(STAGE_ORDER),
+            Job.running_stage.is_not(None),
+            sa.or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < heartbeat_before),
+        )
+        return list(self.session.scalars(query.order_by(Job.heartbeat_at)))
+
+    def list_untaken_stages(self, untouched_since: datetime) -> list[uuid.UUID]:
+        """Jobs waiting in a stage that no worker took, unchanged since `untouched_since`."""
+        # An admitted job still `queued` waits for its validate task; one not admitted waits for
+        # the dispatcher, not for a worker.
+        waiting_for_a_worker = sa.or_(
+            Job.status.in_(STAGE_ORDER), sa.and_(Job.status == JobStatus.QUEUED, Job.admitted_at.is_not(None))
+        )
+        query = sa.select(Job.id).where(
+            waiting_for_a_worker,
+            Job.running_stage.is_(None),
+            Job.updated_at < untouched_since,
+        )
+        return list(self.session.scalars(query.order_by(Job.updated_at)))
+
+    def list_unanswered_cancels(self, requested_before: datetime) -> list[uuid.UUID]:
+        query = sa.select(Job.id).where(
+            Job.status == JobStatus.CANCELLING, Job.cancel_requested_at < requested_before
+        )
+        return list(self.session.scalars(query.order_by(Job.cancel_requested_at)))
 
     def add(self, job: Job) -> Job:
         self.session.add(job)

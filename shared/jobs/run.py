@@ -119,25 +119,44 @@ class JobRun:
         self.job_id = job_id
         self.stage = stage
         self.layout = JobLayout(job_id)
+        # The Celery task this run is, once `start` took the stage.
+        self.task_id: str | None = None
 
     # The runner's part: start, finish, fail -------------------------------------------------------
+    #
+    # A run whose stage another task has taken over since (the reaper gave up on this worker and
+    # re-sent the stage, and the new task started) records nothing: not its heartbeat, which would
+    # keep the stage looking alive, nor its end, which is the new task's to record.
 
     def start(self, task_id: str | None) -> StartDecision:
         with self._job(for_update=True) as (service, job):
             if job is None:
                 return "skip"
-            return service.start_stage(job, self.stage, task_id)
+            decision = service.start_stage(job, self.stage, task_id, self.ctx.settings.heartbeat_timeout)
+        self.task_id = task_id
+        return decision
 
     def complete(self, result: StageResult | None, cancelled: bool) -> str | None:
         """Record the result and move the job on; returns the next stage (already enqueued)."""
         with self._job(for_update=True) as (service, job):
             assert job is not None
+            if not self._owns(job):
+                return None
             return service.complete_stage(job, self.stage, result, cancelled)
+
+    def hand_back(self, message: str, step: int | None) -> None:
+        """Give the stage back to the queue (this worker is shutting down)."""
+        with self._job(for_update=True) as (service, job):
+            if job is not None and self._owns(job):
+                service.hand_back_stage(job, self.stage, message, {"handed_back": True, "step": step})
 
     def fail(self, code: str, message: str) -> None:
         with self._job(for_update=True) as (service, job):
-            if job is not None:
+            if job is not None and self._owns(job):
                 service.fail_stage(job, self.stage, code, message)
+
+    def _owns(self, job: Job) -> bool:
+        return self.task_id is None or job.task_id in (None, self.task_id)
 
     # Reads ----------------------------------------------------------------------------------------
 
@@ -296,10 +315,13 @@ class JobRun:
             assert job is not None
             service.log(job, message, data)
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> bool:
+        """Say this run is alive; False once the job is gone or another task holds the stage."""
         with self._job() as (service, job):
-            if job is not None:
-                service.heartbeat(job)
+            if job is None or not self._owns(job):
+                return False
+            service.heartbeat(job)
+            return True
 
     @contextmanager
     def registry(self) -> Iterator[RegistryService]:

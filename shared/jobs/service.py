@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -267,9 +268,16 @@ class JobService:
 
     # Stages (the run handle calls these, one short transaction each) -----------------------------
 
-    def start_stage(self, job: Job, stage: str, task_id: str | None) -> StartDecision:
+    def start_stage(
+        self, job: Job, stage: str, task_id: str | None, heartbeat_timeout: timedelta | None = None
+    ) -> StartDecision:
         """Take the job for `stage`, whatever happened before: a first run, a re-run after a worker
-        died or a transient error, a cancel that came first, or work already done."""
+        died or a transient error, a cancel that came first, or work already done.
+
+        A second task for a stage that another task holds with a heartbeat younger than
+        `heartbeat_timeout` is a duplicate (the reaper re-sent a stage whose first message turned
+        up after all) and skips. The same task delivered again is a re-run: the broker gives a task
+        back only when the worker that had it died."""
         status = STAGE_STATUS[stage]
         current = JobStatus(job.status)
         if current in TERMINAL:
@@ -285,6 +293,8 @@ class JobService:
         elif current != status:
             # A duplicate task for a stage already done, or one sent before the job moved on.
             return "skip"
+        if job.running_stage == stage and self._held_by_another_task(job, task_id, heartbeat_timeout):
+            return "skip"
         if job.running_stage == stage:
             # The same stage again: its earlier run died or gave the task back. It resumes from
             # what it left behind.
@@ -296,6 +306,25 @@ class JobService:
         job.task_id = task_id
         job.heartbeat_at = utcnow()
         return "run"
+
+    @staticmethod
+    def _held_by_another_task(job: Job, task_id: str | None, heartbeat_timeout: timedelta | None) -> bool:
+        if heartbeat_timeout is None or task_id is None or job.task_id in (None, task_id):
+            return False
+        return job.heartbeat_at is not None and utcnow() - job.heartbeat_at < heartbeat_timeout
+
+    def hand_back_stage(self, job: Job, stage: str, message: str, data: dict[str, Any]) -> None:
+        """A worker shutting down stopped `stage` at a safe point: send it again for another worker
+        (it resumes from what this run saved). Not a failure; a cancel that came meanwhile wins."""
+        if job.running_stage != stage or JobStatus(job.status) in TERMINAL:
+            return
+        if JobStatus(job.status) == JobStatus.CANCELLING:
+            self.transition(job, JobStatus.CANCELLED, message=f"cancelled during {stage}")
+            return
+        # The stage stays taken (its re-run counts as a restart) but no task owns it any more.
+        job.task_id = None
+        self.log(job, message, data=data)
+        outbox(self.session).add(EnqueueStage(job.id, stage, team_id=job.team_id))
 
     def complete_stage(self, job: Job, stage: str, result: StageResult | None, cancelled: bool) -> str | None:
         """Store the stage's result and move on: the next stage (returned, and enqueued after the
@@ -318,7 +347,7 @@ class JobService:
         if position + 1 < len(stages):
             next_stage = stages[position + 1]
             self.transition(job, STAGE_STATUS[next_stage], message=f"{stage} done")
-            outbox(self.session).add(EnqueueStage(job.id, next_stage))
+            outbox(self.session).add(EnqueueStage(job.id, next_stage, team_id=job.team_id))
             return next_stage
         self.transition(job, JobStatus.SUCCEEDED, message=f"{stage} done; job succeeded")
         return None

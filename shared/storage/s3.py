@@ -20,6 +20,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from shared.observability import OBJECT_STORE_ERRORS
 from shared.storage.base import ObjectInfo, ObjectStore, default_content_type
 from shared.storage.errors import (
     IncompleteStream,
@@ -243,7 +244,21 @@ class MinioObjectStore(ObjectStore):
 
     @contextmanager
     def _translated_errors(self, key: str | None = None) -> Iterator[None]:
-        """Turn minio and urllib3 failures into storage errors; `key` enables ObjectNotFound."""
+        """Turn minio and urllib3 failures into storage errors (counted; a missing object is an
+        answer, not an error); `key` enables ObjectNotFound."""
+        try:
+            with self._translated(key):
+                yield
+        except ObjectNotFound:
+            raise
+        except StorageError as error:
+            OBJECT_STORE_ERRORS.labels(
+                kind="unavailable" if isinstance(error, StoreUnavailable) else "refused"
+            ).inc()
+            raise
+
+    @contextmanager
+    def _translated(self, key: str | None) -> Iterator[None]:
         try:
             yield
         except S3Error as error:

@@ -101,7 +101,7 @@ def test_admission_sends_validate_after_commit_and_records_an_event(db: JobDatab
     [job_id] = queue_jobs(db, team, 1)
     db.effects.effects.clear()
     assert run_pass(db, policy()) == [job_id]
-    assert db.effects.effects == [EnqueueStage(job_id, "validate")]
+    assert db.effects.effects == [EnqueueStage(job_id, "validate", team_id=team)]
     job = db.job(job_id)
     assert job.admitted_at is not None and job.status == JobStatus.QUEUED
     with db.session() as session:

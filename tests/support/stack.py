@@ -112,8 +112,32 @@ class Stack:
         )
 
 
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a worker process of the stack `settings` describe."""
+    return {
+        **os.environ,
+        **settings_env(settings),
+        "PYTHONUNBUFFERED": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
 @contextmanager
-def running_stack(settings: Settings, with_worker: bool = True) -> Iterator[Stack]:
+def stack_worker(
+    stack: Stack, extra_env: dict[str, str] | None = None, **options: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A(nother) worker process of the stack, logging to the stack's worker log; it becomes
+    `stack.worker`. `options` go to `worker_process` (queues, with_beat)."""
+    stack.settings.data_root.mkdir(parents=True, exist_ok=True)
+    stack.worker_log = stack.settings.data_root / "worker.log"
+    env = {**worker_env(stack.settings), **(extra_env or {})}
+    with worker_process(env, stack.worker_log, concurrency=1, log_level="INFO", **options) as process:
+        stack.worker = process
+        yield process
+
+
+@contextmanager
+def running_stack(settings: Settings, with_worker: bool = True, **worker_options: Any) -> Iterator[Stack]:
     migrate(settings)
     app = create_app(settings)
     with TestClient(app) as client:
@@ -121,14 +145,5 @@ def running_stack(settings: Settings, with_worker: bool = True) -> Iterator[Stac
         if not with_worker:
             yield stack
             return
-        settings.data_root.mkdir(parents=True, exist_ok=True)
-        stack.worker_log = settings.data_root / "worker.log"
-        env = {
-            **os.environ,
-            **settings_env(settings),
-            "PYTHONUNBUFFERED": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-        }
-        with worker_process(env, stack.worker_log, concurrency=1, log_level="INFO") as process:
-            stack.worker = process
+        with stack_worker(stack, **worker_options):
             yield stack

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from shared.queue import (
+    DISPATCH_TASK,
+    REAPER_TASK,
     STAGE_TASKS,
     STUDY_ADVANCE_TASK,
     TASK_QUEUES,
@@ -32,6 +34,7 @@ print(json.dumps({
         for name in names
     },
     "countdowns": [tasks.retry_countdown(retries) for retries in range(6)],
+    "beat": {name: entry["task"] for name, entry in celery_app.conf.beat_schedule.items()},
 }))
 """
 
@@ -58,6 +61,8 @@ def test_every_stage_study_and_webhook_task_is_registered_on_its_queue_and_safe_
         STUDY_ADVANCE_TASK,
         WEBHOOK_DELIVER_TASK,
         TRITON_RECONCILE_TASK,
+        REAPER_TASK,
+        DISPATCH_TASK,
     }
     for name in (*STAGE_TASKS.values(), STUDY_ADVANCE_TASK, WEBHOOK_DELIVER_TASK):
         assert table[name] == {
@@ -67,6 +72,13 @@ def test_every_stage_study_and_webhook_task_is_registered_on_its_queue_and_safe_
         }, name
     # A periodic task is idempotent and simply runs again at the next tick.
     assert table[TRITON_RECONCILE_TASK]["queue"] == TASK_QUEUES[TRITON_RECONCILE_TASK]
+    assert table[REAPER_TASK]["queue"] == TASK_QUEUES[REAPER_TASK]
+    assert table[DISPATCH_TASK]["queue"] == TASK_QUEUES[DISPATCH_TASK]
+
+
+def test_beat_schedules_the_reaper_and_the_dispatcher(tmp_path: Path) -> None:
+    scheduled = set(worker_table(tmp_path)["beat"].values())
+    assert {REAPER_TASK, DISPATCH_TASK} <= scheduled
 
 
 def test_transient_retries_back_off_by_doubling_up_to_the_cap(tmp_path: Path) -> None:

@@ -6,14 +6,21 @@ error gave it back for a retry), may find the job cancelled, or may find its wor
 and can assume it owns the job. Every failure is classified once (`shared.failures.classify_failure`):
 a transient one goes back to the task for a retry, anything else is recorded on the job with its
 code, and a bug is logged with its traceback too.
+
+While the body runs, a thread writes the job's heartbeat every `heartbeat_interval`, so that the
+reaper (a celery beat task, `shared.jobs.reaper`) can tell a slow stage from a dead worker. A body
+that stops because its worker is shutting down (`WorkerShuttingDown`) hands the job back.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -22,7 +29,8 @@ from shared.failures import classify_failure
 from shared.jobs.results import StageResult
 from shared.jobs.run import JobRun
 from shared.jobs.stages.context import StageContext
-from shared.observability import STAGE_DURATION
+from shared.jobs.stages.shutdown import WorkerShuttingDown
+from shared.observability import HEARTBEATS, STAGE_DURATION, STAGE_HANDBACKS
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +61,15 @@ def run_stage(
 
     started = time.monotonic()
     try:
-        outcome = body(run)
+        with _heartbeating(run, ctx.settings.heartbeat_interval):
+            outcome = body(run)
+    except WorkerShuttingDown as stop:
+        STAGE_DURATION.labels(stage=stage, outcome="handed_back").observe(time.monotonic() - started)
+        STAGE_HANDBACKS.labels(stage=stage).inc()
+        bound.info("stage handed back", reason=stop.message)
+        run.hand_back(stop.message, stop.step)
+        ctx.clean_job_dir(job_id)
+        return None
     except Exception as exc:
         failure = classify_failure(exc)
         elapsed = time.monotonic() - started
@@ -80,3 +96,38 @@ def run_stage(
         # The job is over (or moved on without this worker): its scratch space here is not needed.
         ctx.clean_job_dir(job_id)
     return next_stage
+
+
+@contextmanager
+def _heartbeating(run: JobRun, interval: timedelta) -> Iterator[None]:
+    """Write the job's heartbeat every `interval` from a thread while the block runs.
+
+    A thread, not the stage's own progress reports: a stage can spend many minutes in one call
+    (downloading a model, exporting, one long evaluation batch) and is still alive. A heartbeat that
+    cannot be written (the database is briefly away) is logged and tried again next interval; if it
+    stays away the stage's own writes fail and the transient-error path takes over.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval.total_seconds()):
+            try:
+                if not run.heartbeat():
+                    log.warning(
+                        "stage taken over by another task; this run's end is not recorded",
+                        job_id=str(run.job_id),
+                    )
+                    return
+                HEARTBEATS.labels(stage=run.stage).inc()
+            except Exception as exc:
+                log.warning(
+                    "heartbeat not written", job_id=str(run.job_id), error=f"{type(exc).__name__}: {exc}"
+                )
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run.job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -3,7 +3,7 @@
 The training loop itself is `shared.pipeline.train`; this module connects it to the job: it
 resumes from the newest checkpoint in the object store after a crash, writes progress and metric
 points through the run handle, uploads each checkpoint as soon as it is written, and stops when a
-cancel is requested.
+cancel is requested or its worker shuts down (then it hands the job back: `shutdown`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import structlog
 from shared.jobs.layout import COMPLETE_MARKER
 from shared.jobs.results import TrainResult
 from shared.jobs.run import JobRun
+from shared.jobs.stages import shutdown
 from shared.jobs.stages.data import base_model_dir, download_model, load_job_rows
 from shared.jobs.stages.runner import StageOutcome
+from shared.observability import TRAIN_SAMPLES_PER_SECOND, TRAIN_TOKENS_PER_SECOND
 from shared.pipeline.distill import Distillation
 from shared.pipeline.train import TrainRequest, TrainRow, train_classifier
 from shared.pipeline.training_callbacks import TrainingProgress
@@ -32,13 +34,19 @@ CANCEL_POLL_INTERVAL_S = 0.5
 
 
 class JobTrainingHooks:
-    """TrainingHooks that report into the job and upload checkpoints."""
+    """TrainingHooks that report into the job and upload checkpoints.
+
+    The pipeline knows one reason to stop early (`should_cancel`); a worker shutting down is
+    another, and it stops the run the same way (finish the step, save a checkpoint), but then
+    `stopped_for_shutdown` tells the stage to hand the job back rather than end it cancelled.
+    """
 
     def __init__(self, run: JobRun) -> None:
         self.run = run
         self._last_progress = 0.0
         self._last_cancel_poll = 0.0
         self._cancelled = False
+        self.stopped_for_shutdown = False
 
     def on_progress(self, progress: TrainingProgress) -> None:
         now = time.monotonic()
@@ -46,6 +54,9 @@ class JobTrainingHooks:
         if now - self._last_progress < PROGRESS_INTERVAL_S and not finished:
             return
         self._last_progress = now
+        TRAIN_SAMPLES_PER_SECOND.labels(stage=self.run.stage).set(progress.samples_per_second)
+        if progress.tokens_per_second is not None:
+            TRAIN_TOKENS_PER_SECOND.labels(stage=self.run.stage).set(progress.tokens_per_second)
         self.run.record_progress(progress_payload(progress))
 
     def on_metrics(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
@@ -59,7 +70,10 @@ class JobTrainingHooks:
         self.run.record_checkpoint(step, prefix, sum(info.size for info in uploaded))
 
     def should_cancel(self) -> bool:
-        if self._cancelled:
+        if self._cancelled or self.stopped_for_shutdown:
+            return True
+        if shutdown.requested():
+            self.stopped_for_shutdown = True
             return True
         now = time.monotonic()
         if now - self._last_cancel_poll < CANCEL_POLL_INTERVAL_S:
@@ -87,7 +101,8 @@ def run_train(run: JobRun) -> StageOutcome:
         output_dir=work_dir,
         resume_from_checkpoint=resume_from,
     )
-    trained = train_classifier(request, JobTrainingHooks(run))
+    hooks = JobTrainingHooks(run)
+    trained = train_classifier(request, hooks)
     result = TrainResult(
         status=trained.status,
         global_step=trained.global_step,
@@ -101,14 +116,24 @@ def run_train(run: JobRun) -> StageOutcome:
         total_parameters=trained.total_parameters,
         resumed_from=resume_from.name if resume_from else None,
     )
-    return finish_training(run, result, trained.final_model_dir, trained.adapter_dir, work_dir)
+    return finish_training(run, hooks, result, trained.final_model_dir, trained.adapter_dir, work_dir)
 
 
 def finish_training(
-    run: JobRun, result: TrainResult, final_model_dir: Path | None, adapter_dir: Path | None, work_dir: Path
+    run: JobRun,
+    hooks: JobTrainingHooks,
+    result: TrainResult,
+    final_model_dir: Path | None,
+    adapter_dir: Path | None,
+    work_dir: Path,
 ) -> StageOutcome:
     """Upload what a finished run produced (the model, the adapter) and drop its local checkpoints;
-    a cancelled run (no model) ends the stage cancelled, its checkpoints kept in the store."""
+    a cancelled run (no model) ends the stage cancelled, its checkpoints kept in the store, and a
+    run stopped by its worker's shutdown hands the job back from its checkpoint."""
+    if result.status == "cancelled" and hooks.stopped_for_shutdown:
+        raise shutdown.WorkerShuttingDown(
+            f"worker shutting down; train handed back at step {result.global_step}", step=result.global_step
+        )
     if result.status == "cancelled" or final_model_dir is None:
         return StageOutcome(result=result, cancelled=True)
     run.ctx.store.upload_dir(final_model_dir, run.layout.model)

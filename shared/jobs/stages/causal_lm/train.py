@@ -31,7 +31,8 @@ def run_train(run: JobRun) -> StageOutcome:
         output_dir=work_dir,
         resume_from_checkpoint=resume_from,
     )
-    trained = train_causal_lm(request, JobTrainingHooks(run))
+    hooks = JobTrainingHooks(run)
+    trained = train_causal_lm(request, hooks)
     result = TrainResult(
         status=trained.status,
         global_step=trained.global_step,
@@ -47,4 +48,4 @@ def run_train(run: JobRun) -> StageOutcome:
         packing=trained.packing,
         chat_template=template_source,
     )
-    return finish_training(run, result, trained.final_model_dir, trained.adapter_dir, work_dir)
+    return finish_training(run, hooks, result, trained.final_model_dir, trained.adapter_dir, work_dir)
