@@ -10,11 +10,30 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from services.api.ratelimit import RateLimiter
+from shared.audit.service import Actor, Auditor
 from shared.db.session import session_scope
-from shared.errors import Forbidden, NotAuthenticated
+from shared.errors import Forbidden, InvalidInput, NotAuthenticated, RateLimited
 from shared.settings import Settings
 from shared.storage.base import ObjectStore
+from shared.teams.scopes import Scope
 from shared.teams.service import Principal, TeamService
+from shared.text import check_text
+
+
+def refuse_control_characters(request: Request) -> None:
+    """Path and query parameters with NUL or other control characters are a 422 naming the parameter.
+
+    Run for every route (the app's dependency), so that no handler, query or storage key ever sees
+    one; request bodies are checked by their schemas' `Text` fields (shared.text).
+    """
+    parameters = [*request.path_params.items(), *request.query_params.multi_items()]
+    for name, value in parameters:
+        if isinstance(value, str):
+            try:
+                check_text(value)
+            except ValueError as exc:
+                raise InvalidInput(f"{name}: {exc}", details={"field": name}) from exc
 
 
 def get_settings(request: Request) -> Settings:
@@ -61,16 +80,57 @@ def get_principal(
     token = credentials.credentials.strip()
     principal = TeamService(session, settings.api_key_pepper.get_secret_value()).authenticate(token)
     request.state.principal = principal
+    _check_rate_limit(request.app.state.rate_limiter, settings, principal)
     return principal
+
+
+def _check_rate_limit(limiter: RateLimiter, settings: Settings, principal: Principal) -> None:
+    per_minute = principal.rate_limit_per_minute or settings.rate_limit_per_minute
+    if not per_minute:
+        return
+    decision = limiter.hit(str(principal.key_id), per_minute, settings.rate_limit_burst)
+    if not decision.allowed:
+        raise RateLimited(
+            f"too many requests with this API key (limit {per_minute} a minute); "
+            f"retry after {decision.retry_after_header} s",
+            retry_after_s=decision.retry_after_header,
+            details={"limit_per_minute": per_minute, "burst": settings.rate_limit_burst},
+        )
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
-    if not principal.is_admin:
-        raise Forbidden("this needs an admin API key")
-    return principal
+class ScopeCheck:
+    """The dependency that lets a route run only for a key holding `scope` (or a higher one).
+
+    Every authenticated route takes exactly one of ReadDep, WriteDep and AdminDep: GETs (and
+    POSTs that change nothing, like predict) need `read`, changes need `write`, the admin routes
+    and the audit log need `admin`. tests/api/test_authorization.py enumerates the routes and
+    holds them to it.
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, principal: PrincipalDep) -> Principal:
+        if not principal.allows(self.scope):
+            raise Forbidden(
+                f"this needs an API key with the '{self.scope}' scope; this key has '{principal.scope}'",
+                details={"required_scope": str(self.scope), "key_scope": principal.scope},
+            )
+        return principal
 
 
-AdminDep = Annotated[Principal, Depends(require_admin)]
+ReadDep = Annotated[Principal, Depends(ScopeCheck(Scope.READ))]
+WriteDep = Annotated[Principal, Depends(ScopeCheck(Scope.WRITE))]
+AdminDep = Annotated[Principal, Depends(ScopeCheck(Scope.ADMIN))]
+
+
+def get_auditor(request: Request, session: SessionDep, principal: PrincipalDep) -> Auditor:
+    """Records into the request's session: the audit row commits or rolls back with the change."""
+    actor = Actor(team_id=principal.team_id, key_id=principal.key_id, key_prefix=principal.key_prefix)
+    return Auditor(session, actor, request_id=getattr(request.state, "request_id", None))
+
+
+AuditorDep = Annotated[Auditor, Depends(get_auditor)]

@@ -7,12 +7,15 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
+from services.api.deps import refuse_control_characters
 from services.api.errors import install_error_handlers
 from services.api.openapi import install_openapi
-from services.api.routes import admin, datasets, generate, health, jobs, models, studies, webhooks
+from services.api.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from services.api.routes import admin, audit, datasets, generate, health, jobs, models, studies, webhooks
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
@@ -26,12 +29,22 @@ from shared.teams.service import TeamService
 log = structlog.get_logger(__name__)
 
 
+def _rate_limiter(settings: Settings) -> tuple[RateLimiter, redis.Redis | None]:
+    """Counts in Redis when the deployment has it (shared by every API process), else in-process."""
+    if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        return RedisRateLimiter(client, settings.broker_key_prefix or "temper:"), client
+    return MemoryRateLimiter(), None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(json_output=settings.log_json, level=settings.log_level)
+        configure_logging(
+            json_output=settings.log_json, level=settings.log_level, secrets=settings.secret_values()
+        )
         engine = create_db_engine(settings.resolved_database_url)
         app.state.settings = settings
         app.state.engine = engine
@@ -44,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             triton_url=settings.triton_url,
         )
         app.state.session_factory = create_session_factory(engine, effects)
+        app.state.rate_limiter, redis_client = _rate_limiter(settings)
         app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.generation_runners = LocalGenerationRunners(settings.work_dir / "serving")
         if settings.bootstrap_admin_key is not None:
@@ -52,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.bootstrap_admin_key.get_secret_value()
                 )
         yield
+        if redis_client is not None:
+            redis_client.close()
         engine.dispose()
 
     app = FastAPI(
@@ -59,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Fine-tuning platform: datasets, jobs, evaluation, export and publishing.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_control_characters)],
     )
     install_error_handlers(app)
     install_openapi(app)
@@ -66,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.middleware("http")
     async def observe(request: Request, call_next):
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         try:
@@ -81,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)

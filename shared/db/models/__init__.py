@@ -1,5 +1,6 @@
 """All tables, imported here so that Alembic's autogenerate sees every model."""
 
+from shared.db.models.audit import AuditEvent
 from shared.db.models.base_model import BaseModelEntry
 from shared.db.models.dataset import Dataset
 from shared.db.models.job import Checkpoint, Job, JobEvent, JobMetricPoint
@@ -10,6 +11,7 @@ from shared.db.models.webhook import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
     "BaseModelEntry",
     "Checkpoint",
     "Dataset",
