@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from sqlalchemy.orm import Session
 
 from services.api.ratelimit import RateLimiter
@@ -16,7 +16,7 @@ from shared.db.session import session_scope
 from shared.errors import Forbidden, InvalidInput, NotAuthenticated, RateLimited
 from shared.settings import Settings
 from shared.storage.base import ObjectStore
-from shared.teams.scopes import Scope
+from shared.teams.scopes import Scope, highest
 from shared.teams.service import Principal, TeamService
 from shared.text import check_text
 
@@ -67,7 +67,8 @@ bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="bearerAuth",
     bearerFormat="API key",
-    description="A Temper API key: 'Authorization: Bearer tmp_<prefix>_<secret>'",
+    description="A Temper API key: 'Authorization: Bearer tmp_<prefix>_<secret>'. Each operation "
+    "names the scope it needs (read, write or admin; admin implies write implies read).",
 )
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
@@ -101,30 +102,27 @@ def _check_rate_limit(limiter: RateLimiter, settings: Settings, principal: Princ
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-class ScopeCheck:
-    """The dependency that lets a route run only for a key holding `scope` (or a higher one).
+def require_scope(security_scopes: SecurityScopes, principal: PrincipalDep) -> Principal:
+    """Lets a route run only for a key holding the scope it declares (or a higher one).
 
-    Every authenticated route takes exactly one of ReadDep, WriteDep and AdminDep: GETs (and
-    POSTs that change nothing, like predict) need `read`, changes need `write`, the admin routes
-    and the audit log need `admin`. tests/api/test_authorization.py enumerates the routes and
-    holds them to it.
+    Every authenticated route takes exactly one of ReadDep, WriteDep and AdminDep: GETs (and POSTs
+    that change nothing, like predict) need `read`, changes need `write`, the admin routes and
+    the audit log need `admin`. Declared with `Security`, the scope appears in each operation's
+    security requirement in the OpenAPI document (`bearerAuth: [write]`), which
+    tests/api/test_authorization.py reads to hold every route to the rule.
     """
-
-    def __init__(self, scope: Scope) -> None:
-        self.scope = scope
-
-    def __call__(self, principal: PrincipalDep) -> Principal:
-        if not principal.allows(self.scope):
-            raise Forbidden(
-                f"this needs an API key with the '{self.scope}' scope; this key has '{principal.scope}'",
-                details={"required_scope": str(self.scope), "key_scope": principal.scope},
-            )
-        return principal
+    needed = highest(security_scopes.scopes)
+    if not principal.allows(needed):
+        raise Forbidden(
+            f"this needs an API key with the '{needed}' scope; this key has '{principal.scope}'",
+            details={"required_scope": str(needed), "key_scope": principal.scope},
+        )
+    return principal
 
 
-ReadDep = Annotated[Principal, Depends(ScopeCheck(Scope.READ))]
-WriteDep = Annotated[Principal, Depends(ScopeCheck(Scope.WRITE))]
-AdminDep = Annotated[Principal, Depends(ScopeCheck(Scope.ADMIN))]
+ReadDep = Annotated[Principal, Security(require_scope, scopes=[Scope.READ])]
+WriteDep = Annotated[Principal, Security(require_scope, scopes=[Scope.WRITE])]
+AdminDep = Annotated[Principal, Security(require_scope, scopes=[Scope.ADMIN])]
 
 
 def get_auditor(request: Request, session: SessionDep, principal: PrincipalDep) -> Auditor:
