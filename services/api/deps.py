@@ -76,6 +76,12 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme
 def get_principal(
     request: Request, session: SessionDep, settings: SettingsDep, credentials: BearerDep
 ) -> Principal:
+    # FastAPI caches a dependency per request by (callable, security scopes), so a route that takes
+    # both a scope check and the auditor would authenticate (and count against the rate limit)
+    # twice; the first answer is kept on the request instead.
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
     if credentials is None or not credentials.credentials.strip():
         raise NotAuthenticated("send 'Authorization: Bearer <api key>'")
     token = credentials.credentials.strip()

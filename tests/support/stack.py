@@ -70,11 +70,12 @@ class Stack:
         assert key.status_code == 201, key.text
         return team.json()["id"], key.json()["key"]
 
-    def new_key(self, team_id: str, scopes: list[str], name: str = "scoped") -> tuple[str, str]:
+    def new_key(
+        self, team_id: str, scopes: list[str], name: str = "scoped", rate_limit_per_minute: int | None = None
+    ) -> tuple[str, str]:
         """Issue a key with these scopes for the team; return (key_id, key)."""
-        issued = self.client.post(
-            f"/v1/teams/{team_id}/keys", json={"name": name, "scopes": scopes}, headers=self.headers()
-        )
+        body = {"name": name, "scopes": scopes, "rate_limit_per_minute": rate_limit_per_minute}
+        issued = self.client.post(f"/v1/teams/{team_id}/keys", json=body, headers=self.headers())
         assert issued.status_code == 201, issued.text
         return issued.json()["id"], issued.json()["key"]
 
