@@ -52,8 +52,16 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redactor.text(record.getMessage())
-        record.args = None
+        # The arguments are masked one by one rather than merged into the message: some formatters
+        # (uvicorn's access log) read them by position.
+        if isinstance(record.msg, str):
+            record.msg = self.redactor.text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redactor.value(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = self.redactor.value(record.args)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))
         return True
 
 
@@ -62,10 +70,17 @@ def configure_logging(json_output: bool = False, level: str = "INFO", secrets: I
     values (API keys, passwords, credentials in URLs) masked: see shared.redaction."""
     redactor = Redactor(secrets)
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
-    for handler in logging.getLogger().handlers:
-        for existing in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
-            handler.removeFilter(existing)
-        handler.addFilter(RedactingFilter(redactor))
+    # Every handler there is, not only the root's: uvicorn's access log (which prints query
+    # strings) and Celery's have their own, and do not propagate to the root.
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            for existing in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+                handler.removeFilter(existing)
+            handler.addFilter(RedactingFilter(redactor))
     renderer = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
     )

@@ -19,6 +19,10 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]+
 _SECRET_PAIR = re.compile(
     r"(?i)\b((?:password|passwd|pwd|secret|secret_key|api_key|token|pepper)\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&'\"]+)"
 )
+# Fields whose value is a secret whatever it looks like (not "key": object-store keys are logged).
+SECRET_FIELDS = frozenset(
+    {"password", "passwd", "secret", "secret_key", "token", "api_key", "pepper", "authorization"}
+)
 # Short values would mask ordinary words; a real secret is longer than this.
 MIN_SECRET_LENGTH = 6
 
@@ -48,7 +52,10 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {key: self.value(item) for key, item in value.items()}
+            return {
+                key: MASK if str(key).lower() in SECRET_FIELDS and item else self.value(item)
+                for key, item in value.items()
+            }
         if isinstance(value, list | tuple):
             return type(value)(self.value(item) for item in value)
         return value
@@ -57,4 +64,4 @@ class Redactor:
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         """A structlog processor: run it after format_exc_info, so that tracebacks are redacted too."""
-        return {key: self.value(item) for key, item in event_dict.items()}
+        return self.value(dict(event_dict))

@@ -21,6 +21,7 @@ from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
+from shared.redaction import Redactor
 from shared.serving.local_generation import LocalGenerationRunners
 from shared.settings import Settings, get_settings
 from shared.storage.factory import open_configured_stores
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         engine = create_db_engine(settings.resolved_database_url)
         app.state.settings = settings
+        app.state.redactor = Redactor(settings.secret_values())
         app.state.engine = engine
         app.state.store, app.state.model_repository = open_configured_stores(settings)
         app.state.celery = create_celery_app(settings)
