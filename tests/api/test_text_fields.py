@@ -3,6 +3,7 @@ byte used to reach the database and answer 500); line breaks are kept where text
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,17 @@ def test_check_text_allows_ordinary_unicode_and_multiline_where_asked() -> None:
     assert check_text("a\nb\tc\r\n", frozenset("\n\r\t")) == "a\nb\tc\r\n"
     with pytest.raises(ValueError, match="line breaks and tabs are allowed"):
         check_text("a\x00", frozenset("\n\r\t"))
+
+
+def test_a_nul_in_a_datasets_rows_is_a_bad_row_not_a_500(postgres_stack: Stack, tmp_path: Path) -> None:
+    _, key = postgres_stack.new_team("research")
+    path = tmp_path / "nul.jsonl"
+    rows = [
+        {"text": f"parcel {i} late", "label": "ship\u0000ping" if i == 3 else "billing"} for i in range(30)
+    ]
+    rows[5]["text"] = "a NUL \u0000 in the text"
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    answer = postgres_stack.upload(key, path, name="nul")
+    assert answer.status_code == 422, answer.text
+    reasons = {error["row"]: error["reason"] for error in answer.json()["error"]["details"]["errors"]}
+    assert "control character U+0000" in reasons[4] and "NUL" in reasons[6]
