@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +29,15 @@ from shared.storage.factory import open_configured_stores
 from shared.teams.service import TeamService
 
 log = structlog.get_logger(__name__)
+
+
+# A caller's x-request-id is kept when it looks like one: it goes into log lines, an answer header
+# and audit rows (a column of 100 characters), so anything longer or stranger gets a fresh id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def _request_id(sent: str | None) -> str:
+    return sent if sent is not None and _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
 def _rate_limiter(settings: Settings) -> tuple[RateLimiter, redis.Redis | None]:
@@ -84,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = _request_id(request.headers.get("x-request-id"))
         request.state.request_id = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()

@@ -104,6 +104,14 @@ def test_changes_are_audited_with_who_what_and_the_request_id(api_stack: Stack, 
     ).json()
     api_stack.client.delete(f"/v1/webhooks/{endpoint['id']}", headers=api_stack.headers(key))
     api_stack.client.delete(f"/v1/datasets/{upload_request['id']}", headers=api_stack.headers(key))
+    # A request id that could not be stored (or would garble a log line) is replaced by a fresh one.
+    strange = api_stack.client.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/other"},
+        headers={**api_stack.headers(key), "x-request-id": "x" * 300},
+    )
+    assert strange.status_code == 201 and len(strange.headers["x-request-id"]) == 32
+    api_stack.client.delete(f"/v1/webhooks/{strange.json()['id']}", headers=api_stack.headers(key))
     # Reads and refusals are not changes.
     api_stack.client.get("/v1/jobs", headers=api_stack.headers(key))
     api_stack.client.get("/v1/teams", headers=api_stack.headers(key))
@@ -111,6 +119,8 @@ def test_changes_are_audited_with_who_what_and_the_request_id(api_stack: Stack, 
     page = api_stack.client.get("/v1/audit", params={"team_id": team_id}, headers=api_stack.headers()).json()
     actions = [event["action"] for event in page["items"]]
     assert actions == [
+        "webhook.delete",
+        "webhook.create",
         "dataset.delete",
         "webhook.delete",
         "webhook.create",
