@@ -27,6 +27,10 @@ class TemperError(Exception):
         if code is not None:
             self.code = code
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the API sends with this error (none unless a subclass says so)."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details is not None:
@@ -74,6 +78,20 @@ class InvalidInput(TemperError):
 class QuotaExceeded(TemperError):
     status_code = 429
     code = "quota_exceeded"
+
+
+class RateLimited(TemperError):
+    """Too many requests with one API key: the answer says when to come back (`Retry-After`)."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class ServiceUnavailable(TemperError):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
+
+from shared.redaction import Redactor
 
 HTTP_REQUESTS = Counter("temper_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram("temper_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -80,8 +83,43 @@ TRITON_RELOADS = Counter(
 )
 
 
-def configure_logging(json_output: bool = False, level: str = "INFO") -> None:
+class RedactingFilter(logging.Filter):
+    """The same redaction for stdlib log records (uvicorn, Celery, libraries), message and arguments."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The arguments are masked one by one rather than merged into the message: some formatters
+        # (uvicorn's access log) read them by position.
+        if isinstance(record.msg, str):
+            record.msg = self.redactor.text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redactor.value(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = self.redactor.value(record.args)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def configure_logging(json_output: bool = False, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """Logs to stderr, every line (structlog's and the stdlib's) with `secrets` and secret-shaped
+    values (API keys, passwords, credentials in URLs) masked: see shared.redaction."""
+    redactor = Redactor(secrets)
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    # Every handler there is, not only the root's: uvicorn's access log (which prints query
+    # strings) and Celery's have their own, and do not propagate to the root.
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            for existing in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+                handler.removeFilter(existing)
+            handler.addFilter(RedactingFilter(redactor))
     renderer = (
         structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -91,6 +129,7 @@ def configure_logging(json_output: bool = False, level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redactor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -11,7 +11,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     gpu_hours_per_period: float | None = Field(None, gt=0)
     quota_period: timedelta = timedelta(days=30)
     dispatch_interval: timedelta = timedelta(seconds=15)
+    # Requests per minute per API key (a key's own rate_limit_per_minute overrides it), with bursts
+    # of up to `rate_limit_burst` requests at once; 0 turns the limit off. Counted in Redis when
+    # the broker is Redis (shared by every API process), in the process otherwise.
+    rate_limit_per_minute: int = Field(600, ge=0)
+    rate_limit_burst: int = Field(100, ge=1)
     # Whether the deployment has GPU workers on the train queue: GPU-only methods (qlora) are
     # refused at submit without them, instead of failing in the train stage.
     gpu_workers: bool = False
@@ -140,6 +145,17 @@ class Settings(BaseSettings):
                 raise ValueError("TEMPER_DATABASE_PASSWORD is missing or a placeholder")
         return self
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redactor (shared.redaction)."""
+        secrets = [self.api_key_pepper, self.bootstrap_admin_key, self.database_password]
+        secrets += [self.object_store_secret_key, self.object_store_access_key]
+        values = [secret.get_secret_value() for secret in secrets if secret is not None]
+        for url in (self.database_url, self.broker_url):
+            password = make_url_password(url)
+            if password:
+                values.append(password)
+        return [value for value in values if value and value != PLACEHOLDER_SECRET]
+
     @property
     def data_root(self) -> Path:
         return self.data_dir.resolve()
@@ -183,6 +199,17 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return self.broker_url is None
+
+
+def make_url_password(url: str | None) -> str | None:
+    """The password in `scheme://user:password@host/...`, if there is one."""
+    if not url or "://" not in url:
+        return None
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return None
+    userinfo = netloc.rsplit("@", 1)[0]
+    return unquote(userinfo.split(":", 1)[1]) if ":" in userinfo else None
 
 
 @lru_cache

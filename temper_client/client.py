@@ -11,7 +11,7 @@ import httpx
 
 from temper_client import __version__
 from temper_client._http import DEFAULT_API_URL, DEFAULT_TIMEOUT, HttpSession, RetryPolicy
-from temper_client.admin import ApiKeys, BaseModels, Teams
+from temper_client.admin import ApiKeys, Audit, BaseModels, Teams
 from temper_client.datasets import Datasets
 from temper_client.jobs import Jobs
 from temper_client.models import Models
@@ -65,6 +65,7 @@ class Temper:
         self.base_models = BaseModels(self._http)
         self.webhooks = Webhooks(self._http)
         self.queue = Queue(self._http)
+        self.audit = Audit(self._http)
 
     @property
     def base_url(self) -> str:

@@ -55,14 +55,42 @@ class ApiKey(Resource):
     team_id: uuid.UUID
     name: str
     prefix: str
+    # Every scope the key holds: "read", "write", "admin" (each implies the ones before it).
+    scopes: list[str]
     is_admin: bool
+    rate_limit_per_minute: int | None = None
     created_at: datetime
     last_used_at: datetime | None = None
+    # In the future for a rotated key still in its grace period.
     revoked_at: datetime | None = None
 
 
 class ApiKeyIssued(ApiKey):
     key: str = Field(description="The key itself; the API shows it once")
+
+
+class ApiKeyRotated(ApiKeyIssued):
+    """The new key (`key` is its secret, shown once) and the key it replaces."""
+
+    previous: ApiKey
+
+
+class AuditEvent(Resource):
+    id: uuid.UUID
+    created_at: datetime
+    team_id: uuid.UUID | None = None
+    key_id: uuid.UUID | None = None
+    key_prefix: str | None = None
+    action: str
+    target_type: str
+    target_id: str | None = None
+    request_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditPage(Resource):
+    items: list[AuditEvent]
+    next_cursor: str | None = None
 
 
 class BaseModelEntry(Resource):

@@ -60,12 +60,18 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
+# Tests drive the API far faster than a person would; the rate limit is tested on its own
+# (tests/api/test_rate_limits.py) and off elsewhere, so that no other test depends on its timing.
+NO_RATE_LIMIT = 0
+
+
 @pytest.fixture
 def embedded_settings(tmp_path: Path) -> Settings:
     return Settings(
         environment="test",
         data_dir=tmp_path / "var",
         bootstrap_admin_key=ADMIN_KEY,
+        rate_limit_per_minute=NO_RATE_LIMIT,
     )
 
 
@@ -82,6 +88,7 @@ def services_settings(tmp_path: Path, postgres_url: str, redis_prefix: str, s3_s
         object_store_access_key="testing",
         object_store_secret_key="testing",
         object_store_region="us-east-1",
+        rate_limit_per_minute=NO_RATE_LIMIT,
     )
 
 

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import TemperError, TransientError
 from shared.failures import classify_failure
+from shared.storage.errors import InvalidKey
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +25,9 @@ def _body(code: str, message: str, details: object = None) -> dict:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TemperError)
     async def _temper_error(_: Request, exc: TemperError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"error": exc.to_dict()})
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": exc.to_dict()}, headers=exc.headers() or None
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -35,6 +38,13 @@ def install_error_handlers(app: FastAPI) -> None:
         first = fields[0] if fields else {"field": None, "reason": "invalid request"}
         message = f"{first['field']}: {first['reason']}" if first["field"] else str(first["reason"])
         return JSONResponse(status_code=422, content=_body("invalid_input", message, {"errors": fields}))
+
+    @app.exception_handler(InvalidKey)
+    async def _invalid_key(_: Request, exc: InvalidKey) -> JSONResponse:
+        # An object key built from what a client sent (a file path): the client's mistake, not ours.
+        return JSONResponse(
+            status_code=422, content=_body("invalid_input", f"the path cannot name a file: {exc.reason}")
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

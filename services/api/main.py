@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
+from services.api.deps import refuse_control_characters
 from services.api.errors import install_error_handlers
 from services.api.openapi import install_openapi
-from services.api.routes import admin, datasets, generate, health, jobs, models, queue, studies, webhooks
+from services.api.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from services.api.routes import (
+    admin,
+    audit,
+    datasets,
+    generate,
+    health,
+    jobs,
+    models,
+    queue,
+    studies,
+    webhooks,
+)
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
 from shared.jobs.dispatch import DispatchPolicy, dispatch_in
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
+from shared.redaction import Redactor
 from shared.serving.local_generation import LocalGenerationRunners
 from shared.settings import Settings, get_settings
 from shared.storage.factory import open_configured_stores
@@ -28,14 +44,34 @@ from shared.teams.service import TeamService
 log = structlog.get_logger(__name__)
 
 
+# A caller's x-request-id is kept when it looks like one: it goes into log lines, an answer header
+# and audit rows (a column of 100 characters), so anything longer or stranger gets a fresh id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def _request_id(sent: str | None) -> str:
+    return sent if sent is not None and _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+
+
+def _rate_limiter(settings: Settings) -> tuple[RateLimiter, redis.Redis | None]:
+    """Counts in Redis when the deployment has it (shared by every API process), else in-process."""
+    if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        return RedisRateLimiter(client, settings.broker_key_prefix or "temper:"), client
+    return MemoryRateLimiter(), None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(json_output=settings.log_json, level=settings.log_level)
+        configure_logging(
+            json_output=settings.log_json, level=settings.log_level, secrets=settings.secret_values()
+        )
         engine = create_db_engine(settings.resolved_database_url)
         app.state.settings = settings
+        app.state.redactor = Redactor(settings.secret_values())
         app.state.engine = engine
         app.state.store, app.state.model_repository = open_configured_stores(settings)
         app.state.celery = create_celery_app(settings)
@@ -48,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = create_session_factory(engine, effects)
         policy = DispatchPolicy.from_settings(settings)
         effects.dispatch = functools.partial(dispatch_in, app.state.session_factory, policy)
+        app.state.rate_limiter, redis_client = _rate_limiter(settings)
         app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.generation_runners = LocalGenerationRunners(settings.work_dir / "serving")
         if settings.bootstrap_admin_key is not None:
@@ -56,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.bootstrap_admin_key.get_secret_value()
                 )
         yield
+        if redis_client is not None:
+            redis_client.close()
         engine.dispose()
 
     app = FastAPI(
@@ -63,13 +102,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Fine-tuning platform: datasets, jobs, evaluation, export and publishing.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_control_characters)],
     )
     install_error_handlers(app)
     install_openapi(app)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = _request_id(request.headers.get("x-request-id"))
+        request.state.request_id = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         try:
@@ -86,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(queue.router)
+    app.include_router(audit.router)
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(models.router)

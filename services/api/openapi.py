@@ -1,7 +1,9 @@
 """What the OpenAPI document says beyond the route signatures: the error answers each operation may
 give (all with the one error body), and the document's security scheme.
 
-Routes list their 4xx with `errors(...)`; 401 comes with every authenticated route. The document is
+Routes list their 4xx with `errors(...)`; 401 and 429 come with every authenticated route. The
+scope an operation needs is its security requirement (`bearerAuth: [read|write|admin]`, declared
+by the route's ReadDep/WriteDep/AdminDep). The document is
 checked in tests/api/test_openapi.py (unique operation ids, every 4xx with the error schema, a
 response schema on every operation, examples on request bodies, and the 4xx that the API really
 answers are the ones it documents).
@@ -20,20 +22,20 @@ _ERROR_REF = {"$ref": f"{REF_PREFIX}ErrorResponse"}
 _REASONS = {
     400: "The request is malformed",
     401: "No API key, or an unknown or revoked one (send 'Authorization: Bearer <api key>')",
-    403: "The API key may not do this (an admin key is needed)",
+    403: "The API key lacks the scope this needs (details.required_scope: write or admin)",
     404: "No such object, or one that belongs to another team",
     409: "The object's state does not allow this",
     413: "The upload is over the server's limit (details.limit_bytes)",
     422: "A field, spec or file that cannot be used; details name the field or rows",
-    429: "A team quota is reached",
+    429: "Too many requests with this key (retry after Retry-After seconds)",
     503: "A service the API depends on is out of reach; retry after Retry-After seconds",
 }
 
 
 def errors(*statuses: int, authenticated: bool = True) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` entry for an operation that may answer these statuses (401 included unless
-    `authenticated` is False)."""
-    wanted = sorted({*statuses, *((401,) if authenticated else ())})
+    """The `responses=` entry for an operation that may answer these statuses (401, and 429 for the
+    per-key rate limit, included unless `authenticated` is False)."""
+    wanted = sorted({*statuses, *((401, 429) if authenticated else ())})
     # The body is JSON whatever the route's own media type (a page, a file, an event stream), so
     # the content is spelled out rather than given as `model`, which FastAPI files under the
     # route's media type. install_openapi adds the ErrorResponse component it refers to.

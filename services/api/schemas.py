@@ -6,10 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.jobs.results import TokenizerFit
 from shared.jobs.spec import JobSpec
+from shared.teams.scopes import Scope, implied
+from shared.text import MultilineText, Text
 
 
 class ApiModel(BaseModel):
@@ -109,27 +111,86 @@ class QueueState(ApiModel):
     teams: list[TeamQuota]
 
 
+SCOPES_HELP = "read (GET), write (read, and change the team's objects), admin (write, and the admin routes)"
+
+
 class ApiKey(ApiModel):
     id: uuid.UUID
     team_id: uuid.UUID
     name: str
     prefix: str
-    is_admin: bool
+    scopes: list[Scope] = Field(
+        description=f"What the key may do, each implying the ones before: {SCOPES_HELP}"
+    )
+    is_admin: bool = Field(description="Whether the key holds the admin scope")
+    rate_limit_per_minute: int | None = Field(description="This key's own limit, over the server's default")
     created_at: datetime
     last_used_at: datetime | None
-    revoked_at: datetime | None
+    revoked_at: datetime | None = Field(
+        description="When the key stopped (or, in a rotation's grace period, will stop) working"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scopes_from_row(cls, data: Any) -> Any:
+        """A row stores only its highest scope; the answer lists every scope it implies."""
+        if isinstance(data, dict) or not hasattr(data, "scope"):
+            return data
+        fields = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        return {**fields, "scopes": implied(data.scope), "is_admin": data.scope == Scope.ADMIN}
 
 
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"name": "ci", "is_admin": False}]}
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "ci", "scopes": ["read", "write"]},
+                {"name": "dashboard", "scopes": ["read"]},
+            ]
+        },
     )
-    name: str = Field(min_length=1, max_length=100)
-    is_admin: bool = False
+    name: Text = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(
+        default_factory=lambda: [Scope.READ, Scope.WRITE],
+        min_length=1,
+        description=f"Default read and write. The key holds the highest one named: {SCOPES_HELP}",
+    )
+    rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class ApiKeyIssued(ApiKey):
     key: str = Field(description="The key itself; shown once, never stored")
+
+
+class ApiKeyRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"grace_seconds": 3600}]})
+    grace_seconds: int = Field(
+        0, ge=0, le=7 * 24 * 3600, description="How long the old key keeps working (default: it stops now)"
+    )
+
+
+class ApiKeyRotated(ApiKeyIssued):
+    """The new key (its secret shown once) and the old one, revoked now or after the grace period."""
+
+    previous: ApiKey
+
+
+class AuditEvent(ApiModel):
+    id: uuid.UUID
+    created_at: datetime
+    team_id: uuid.UUID | None = Field(description="The caller's team")
+    key_id: uuid.UUID | None = Field(description="The caller's API key")
+    key_prefix: str | None
+    action: str = Field(description="What was done, e.g. job.submit, dataset.delete, admin.key.rotate")
+    target_type: str
+    target_id: str | None
+    request_id: str | None = Field(description="The request's x-request-id, to find it in the logs")
+    details: dict[str, Any] = Field(description="What was asked (never a secret)")
+
+
+class AuditPage(Page[AuditEvent]):
+    """A page of audit events, newest first; pass `next_cursor` back as `cursor` for the next one."""
 
 
 class BaseModelOut(ApiModel):
@@ -156,10 +217,10 @@ class BaseModelCreate(BaseModel):
             ]
         },
     )
-    name: str = Field(min_length=1, max_length=200)
-    task_family: str
-    source: str = Field(min_length=1, max_length=1000)
-    description: str | None = None
+    name: Text = Field(min_length=1, max_length=200)
+    task_family: Text
+    source: Text = Field(min_length=1, max_length=1000)
+    description: MultilineText | None = Field(None, max_length=2000)
 
 
 class Dataset(ApiModel):
@@ -196,7 +257,7 @@ class JobCreate(JobSpec):
         }
     )
 
-    name: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, max_length=200)
 
 
 class DryRunTokens(ApiModel):
@@ -450,20 +511,20 @@ class WebhookCreate(BaseModel):
             ]
         },
     )
-    url: str = Field(min_length=1, max_length=2000, description="An http:// or https:// URL")
-    events: list[str] | None = Field(
+    url: Text = Field(min_length=1, max_length=2000, description="An http:// or https:// URL")
+    events: list[Text] | None = Field(
         None, description=f"Event types to deliver (default: all of them): {WEBHOOK_EVENTS_HELP}"
     )
-    description: str | None = Field(None, max_length=200)
+    description: MultilineText | None = Field(None, max_length=200)
 
 
 class WebhookUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"active": False}, {"events": ["job.failed"]}]}
     )
-    url: str | None = Field(None, min_length=1, max_length=2000)
-    events: list[str] | None = None
-    description: str | None = Field(None, max_length=200)
+    url: Text | None = Field(None, min_length=1, max_length=2000)
+    events: list[Text] | None = None
+    description: MultilineText | None = Field(None, max_length=200)
     active: bool | None = Field(
         None, description="An inactive endpoint gets no events (a test event still goes)"
     )

@@ -18,7 +18,7 @@ from shared.settings import get_settings
 from shared.webhooks.delivery import WebhookSender
 
 settings = get_settings()
-configure_logging(json_output=settings.log_json, level=settings.log_level)
+configure_logging(json_output=settings.log_json, level=settings.log_level, secrets=settings.secret_values())
 celery_app = create_celery_app(settings)
 app = celery_app  # the name `celery -A services.worker.app` looks for
 

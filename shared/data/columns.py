@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.text import Text
+
 
 class ColumnMapping(BaseModel):
     """Which columns of the uploaded file hold the text, the label and the optional second text."""
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = "text"
-    label: str = "label"
-    text_pair: str | None = None
+    text: Text = "text"
+    label: Text = "label"
+    text_pair: Text | None = None

@@ -231,6 +231,8 @@ def _text_field(
         problem = "is empty"
     elif len(value) > limits.max_text_chars:
         problem = f"has {len(value):,} characters; the limit is {limits.max_text_chars:,}"
+    elif "\x00" in value:
+        problem = "contains a NUL character"
     if problem is not None:
         error_log.add(record.row, name, f"{record.where}: field '{name}' {problem}")
         return None

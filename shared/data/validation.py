@@ -16,6 +16,7 @@ from shared.data.columns import ColumnMapping
 from shared.data.errors import DatasetFileError, ErrorLog, RowError
 from shared.data.formats import DatasetFormat, Record, iter_records, json_type_name, read_columns
 from shared.data.report import ClassificationProfile, TextDigests
+from shared.text import check_text
 
 # How many field names a "missing column" message lists.
 MAX_COLUMNS_LISTED = 30
@@ -198,6 +199,10 @@ def _check_text(record: Record, name: str, limits: ValidationLimits, error_log: 
             f"the limit is {limits.max_text_chars:,}",
         )
         return None
+    if "\x00" in value:
+        # Texts are quoted in reports (duplicates, mistakes), which Postgres cannot store with a NUL.
+        error_log.add(record.row, name, f"{record.where}: field '{name}' contains a NUL character")
+        return None
     return value
 
 
@@ -230,6 +235,12 @@ def _check_label(record: Record, name: str, limits: ValidationLimits, error_log:
             f"{record.where}: field '{name}' has {len(label):,} characters; label names are "
             f"limited to {limits.max_label_chars:,}; is the label column mapped to the text?",
         )
+        return None
+    try:
+        # A label is a name (listed in reports, stored with the dataset): no control characters.
+        check_text(label)
+    except ValueError as exc:
+        error_log.add(record.row, name, f"{record.where}: field '{name}' {exc}")
         return None
     return label
 

@@ -16,6 +16,7 @@ from shared.data.columns import ColumnMapping
 from shared.pipeline.evaluate.gate import GateSpec
 from shared.pipeline.evaluate.metric_names import SUMMARY_METRICS_BY_TASK
 from shared.pipeline.spec import GENAI_PRECISIONS, GenAIPrecision, Hyperparameters, LoraConfig
+from shared.text import MultilineText, Text
 
 __all__ = [
     "ColumnMapping",
@@ -47,7 +48,7 @@ class EvaluationSpec(BaseModel):
     # with the same template and decoding; causal LMs), "job:<id>" (another job's model) or
     # "production:<model>" (the version of a published model currently marked production).
     # Left out, it is "majority" for classification and "base" for causal LMs.
-    baseline: str | None = None
+    baseline: Text | None = None
     # e.g. {"metric": "f1_macro", "min": 0.85, "better_than_baseline": true}; a failing gate stops
     # the job before export and publish with error.code = gate_failed.
     gate: GateSpec | None = None
@@ -123,7 +124,7 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_model: str
+    base_model: Text
     task: TaskName = "text-classification"
     method: MethodName = "full"
     train_dataset_id: uuid.UUID
@@ -133,7 +134,7 @@ class JobSpec(BaseModel):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     # Causal LMs: a Jinja chat template to train, evaluate and serve with instead of the base model's
     # (a documented fallback is used when the base model has none).
-    chat_template: str | None = Field(None, min_length=1, max_length=20_000)
+    chat_template: MultilineText | None = Field(None, min_length=1, max_length=20_000)
     distillation: DistillationSpec | None = None
     # None skips the evaluate stage.
     evaluation: EvaluationSpec | None = Field(default_factory=EvaluationSpec)

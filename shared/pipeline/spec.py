@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import Text
+
 # What ONNX Runtime GenAI builds a causal LM to for CPU serving.
 GenAIPrecision = Literal["fp32", "int4"]
 GENAI_PRECISIONS: tuple[GenAIPrecision, ...] = ("fp32", "int4")
@@ -22,7 +24,7 @@ class LoraConfig(BaseModel):
     alpha: int = Field(16, ge=1, le=4096)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     # None lets the pipeline pick the attention projections of the base model's architecture.
-    target_modules: list[str] | None = None
+    target_modules: list[Text] | None = None
 
 
 class Hyperparameters(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from shared.jobs.spec import JobSpec
 from shared.pipeline.evaluate.metric_names import SUMMARY_METRICS_BY_TASK
+from shared.text import Text
 
 # Every variant is a job; past this a study is better split or run as a search.
 MAX_VARIANTS = 64
@@ -157,10 +158,10 @@ class StudySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, max_length=200)
     base_spec: JobSpec
     variants: VariantsSpec
-    metric: str = "f1_macro"
+    metric: Text = "f1_macro"
     direction: Direction = "maximize"
     max_concurrency: int = Field(2, ge=1, le=8)
 

@@ -37,6 +37,9 @@ class TeamRepository:
         query = sa.select(ApiKey).where(ApiKey.team_id == team_id).order_by(ApiKey.created_at)
         return list(self.session.scalars(query))
 
+    def flush(self) -> None:
+        self.session.flush()
+
     def add_key(self, key: ApiKey) -> ApiKey:
         self.session.add(key)
         self.session.flush()

@@ -7,6 +7,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
@@ -14,18 +15,28 @@ from shared.db.base import utcnow
 from shared.db.models import ApiKey, Team
 from shared.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from shared.teams.repository import TeamRepository
+from shared.teams.scopes import Scope, allows
 
 KEY_SCHEME = "tmp"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the team every read and write is scoped to, and whether it may administer."""
+    """Who is calling: the team every read and write is scoped to, and what the key may do."""
 
     team_id: uuid.UUID
     team_name: str
     key_id: uuid.UUID
-    is_admin: bool
+    key_prefix: str
+    scope: str
+    rate_limit_per_minute: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.scope == Scope.ADMIN
+
+    def allows(self, needed: Scope) -> bool:
+        return allows(self.scope, needed)
 
 
 @dataclass(frozen=True)
@@ -47,13 +58,21 @@ class TeamService:
         if len(parts) != 3 or parts[0] != KEY_SCHEME:
             raise NotAuthenticated("the API key is malformed; expected 'tmp_<prefix>_<secret>'")
         key = self.teams.get_key_by_prefix(parts[1])
-        if key is None or key.revoked_at is not None:
+        # A future revoked_at is a rotated key's grace period: it still works until then.
+        if key is None or (key.revoked_at is not None and key.revoked_at <= utcnow()):
             raise NotAuthenticated("the API key is unknown or revoked")
         if not hmac.compare_digest(key.key_hash, self.hash_key(plaintext)):
             raise NotAuthenticated("the API key is unknown or revoked")
         team = self.teams.get(key.team_id)
         assert team is not None  # the foreign key guarantees it
-        return Principal(team_id=team.id, team_name=team.name, key_id=key.id, is_admin=key.is_admin)
+        return Principal(
+            team_id=team.id,
+            team_name=team.name,
+            key_id=key.id,
+            key_prefix=key.prefix,
+            scope=key.scope,
+            rate_limit_per_minute=key.rate_limit_per_minute,
+        )
 
     def create_team(self, name: str, max_concurrent_jobs: int | None = None) -> Team:
         if self.teams.get_by_name(name) is not None:
@@ -70,7 +89,12 @@ class TeamService:
         return self.teams.list()
 
     def issue_key(
-        self, team_id: uuid.UUID, name: str, is_admin: bool = False, plaintext: str | None = None
+        self,
+        team_id: uuid.UUID,
+        name: str,
+        scope: Scope = Scope.WRITE,
+        plaintext: str | None = None,
+        rate_limit_per_minute: int | None = None,
     ) -> IssuedKey:
         """Create a key. `plaintext` lets an operator install a known bootstrap key."""
         self.get_team(team_id)
@@ -82,7 +106,12 @@ class TeamService:
         if self.teams.get_key_by_prefix(parts[1]) is not None:
             raise Conflict("an API key with this prefix already exists")
         key = ApiKey(
-            team_id=team_id, name=name, prefix=parts[1], key_hash=self.hash_key(plaintext), is_admin=is_admin
+            team_id=team_id,
+            name=name,
+            prefix=parts[1],
+            key_hash=self.hash_key(plaintext),
+            scope=str(scope),
+            rate_limit_per_minute=rate_limit_per_minute,
         )
         return IssuedKey(key=self.teams.add_key(key), plaintext=plaintext)
 
@@ -90,13 +119,36 @@ class TeamService:
         self.get_team(team_id)
         return self.teams.list_keys(team_id)
 
-    def revoke_key(self, key_id: uuid.UUID) -> ApiKey:
+    def get_key(self, key_id: uuid.UUID) -> ApiKey:
         key = self.teams.get_key(key_id)
         if key is None:
             raise NotFound(f"API key {key_id} not found")
-        if key.revoked_at is None:
-            key.revoked_at = utcnow()
         return key
+
+    def revoke_key(self, key_id: uuid.UUID) -> ApiKey:
+        key = self.get_key(key_id)
+        now = utcnow()
+        # Revoking a key in its rotation grace period ends the grace period now.
+        if key.revoked_at is None or key.revoked_at > now:
+            key.revoked_at = now
+        self.teams.flush()
+        return key
+
+    def rotate_key(self, key_id: uuid.UUID, grace: timedelta = timedelta(0)) -> IssuedKey:
+        """A new secret with the old key's team, name, scope and rate limit; the old key stops
+        working after `grace` (at once by default), so that callers can switch over first."""
+        old = self.get_key(key_id)
+        if old.revoked_at is not None and old.revoked_at <= utcnow():
+            raise Conflict(f"API key {key_id} is revoked; issue a new key instead")
+        issued = self.issue_key(
+            old.team_id,
+            old.name,
+            scope=Scope(old.scope),
+            rate_limit_per_minute=old.rate_limit_per_minute,
+        )
+        old.revoked_at = utcnow() + grace
+        self.teams.flush()
+        return issued
 
     def ensure_bootstrap_admin(self, plaintext: str, team_name: str = "admin") -> Principal:
         """Install the operator's bootstrap admin key (idempotent): the first key of a new install."""
@@ -104,5 +156,5 @@ class TeamService:
         prefix = plaintext.split("_")[1] if plaintext.count("_") == 2 else ""
         existing = self.teams.get_key_by_prefix(prefix) if prefix else None
         if existing is None:
-            self.issue_key(team.id, "bootstrap admin", is_admin=True, plaintext=plaintext)
+            self.issue_key(team.id, "bootstrap admin", scope=Scope.ADMIN, plaintext=plaintext)
         return self.authenticate(plaintext)

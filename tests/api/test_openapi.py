@@ -52,13 +52,18 @@ def test_operation_ids_are_unique_and_readable(document: dict[str, Any]) -> None
     assert {"jobs_create", "jobs_get", "jobs_list", "datasets_upload", "keys_revoke"} <= set(ids)
 
 
-def test_every_v1_operation_needs_the_bearer_key(document: dict[str, Any]) -> None:
+def test_every_v1_operation_needs_the_bearer_key_with_one_scope(document: dict[str, Any]) -> None:
     scheme = document["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     for path, method, operation in operations(document):
         if path.startswith("/v1/"):
-            assert operation.get("security") == [{"bearerAuth": []}], (method, path)
-            assert "401" in operation["responses"], (method, path)
+            security = operation.get("security")
+            assert security is not None and len(security) == 1, (method, path)
+            assert list(security[0]) == ["bearerAuth"], (method, path)
+            assert security[0]["bearerAuth"] in (["read"], ["write"], ["admin"]), (method, path)
+            assert {"401", "429"} <= set(operation["responses"]), (method, path)
+            if security[0]["bearerAuth"] != ["read"]:
+                assert "403" in operation["responses"], (method, path)
 
 
 def test_every_4xx_is_documented_with_the_error_body(document: dict[str, Any]) -> None:

@@ -51,7 +51,9 @@ def test_every_command_and_option_has_a_description() -> None:
     for expected in (
         "jobs list",
         "studies list",
-        "admin revoke-key",
+        "admin keys revoke",
+        "admin keys rotate",
+        "admin audit",
         "models versions",
         "generate",
         "datasets upload",
@@ -104,7 +106,7 @@ def test_the_cli_on_the_real_api(cli_env: dict[str, str], tmp_path: Path, tiny_b
         == 0
     )
     team = run_json(cli_env, "admin", "create-team", "research")
-    issued = run_json(cli_env, "admin", "create-key", team["id"], "--name", "ci")
+    issued = run_json(cli_env, "admin", "keys", "create", team["id"], "--name", "ci")
     key = issued["key"]
 
     dataset = run_json(
@@ -141,9 +143,9 @@ def test_the_cli_on_the_real_api(cli_env: dict[str, str], tmp_path: Path, tiny_b
     assert run_json(cli_env, "queue", "resume")["paused"] is False
     assert run_json(cli_env, "queue", "quota", team["id"])["max_concurrent_jobs"] == 2
 
-    keys = run_json(cli_env, "admin", "list-keys", team["id"])
+    keys = run_json(cli_env, "admin", "keys", "list", team["id"])
     assert [entry["id"] for entry in keys] == [issued["id"]]
-    revoked = run(cli_env, "admin", "revoke-key", issued["id"])
+    revoked = run(cli_env, "admin", "keys", "revoke", issued["id"])
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout
     refused = run(cli_env, "jobs", "list", key=key)
     assert refused.exit_code == 1 and "not_authenticated" in refused.stderr

@@ -53,6 +53,24 @@ def upload_tickets(client: Temper, folder: Path, rows: int = 30, name: str = "ti
     return client.datasets.upload(write_rows(folder / f"{name}.jsonl", rows), name=name)
 
 
+def test_scoped_keys_rotation_and_the_audit_log(admin: Temper, live_api: LiveApi) -> None:
+    team = admin.teams.create("research")
+    reader = admin.keys.create(team.id, name="dash", scopes=["read"])
+    assert reader.scopes == ["read"] and reader.rate_limit_per_minute is None
+    rotated = admin.keys.rotate(reader.id, grace_seconds=60)
+    assert rotated.scopes == ["read"] and rotated.previous.id == reader.id and rotated.previous.revoked_at
+    with Temper(live_api.url, rotated.key) as member:
+        assert list(member.jobs.list()) == []
+        with pytest.raises(Forbidden) as forbidden:
+            member.webhooks.create("http://127.0.0.1:9/h")
+        assert forbidden.value.details == {"required_scope": "write", "key_scope": "read"}
+
+    events = list(admin.audit.list(team_id=None, action="admin.key", page_size=1))
+    assert [event.action for event in events] == ["admin.key.rotate", "admin.key.create"]
+    assert events[0].target_id == str(reader.id) and events[0].details["new_key_id"] == str(rotated.id)
+    assert [event.action for event in admin.audit.list(action="admin.team.create")] == ["admin.team.create"]
+
+
 def test_teams_keys_and_the_catalog(admin: Temper, live_api: LiveApi, tiny_base_model: Path) -> None:
     team = admin.teams.create("research", max_concurrent_jobs=3)
     assert isinstance(team.id, uuid.UUID) and team.max_concurrent_jobs == 3

@@ -19,8 +19,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+import shared.db.models  # noqa: F401  (every table on Base.metadata)
 from services.api.main import create_app
 from services.cli.embedded import worker_process
+from shared.db.base import Base
 from shared.db.migrate import upgrade
 from shared.settings import Settings
 
@@ -67,6 +69,24 @@ class Stack:
         )
         assert key.status_code == 201, key.text
         return team.json()["id"], key.json()["key"]
+
+    def new_key(
+        self, team_id: str, scopes: list[str], name: str = "scoped", rate_limit_per_minute: int | None = None
+    ) -> tuple[str, str]:
+        """Issue a key with these scopes for the team; return (key_id, key)."""
+        body = {"name": name, "scopes": scopes, "rate_limit_per_minute": rate_limit_per_minute}
+        issued = self.client.post(f"/v1/teams/{team_id}/keys", json=body, headers=self.headers())
+        assert issued.status_code == 201, issued.text
+        return issued.json()["id"], issued.json()["key"]
+
+    def database_state(self) -> dict[str, list[str]]:
+        """Every row of every table, as text, sorted: equal before and after means nothing changed."""
+        engine = self.client.app.state.engine  # type: ignore[attr-defined]
+        state: dict[str, list[str]] = {}
+        with engine.connect() as connection:
+            for table in Base.metadata.sorted_tables:
+                state[table.name] = sorted(repr(tuple(row)) for row in connection.execute(table.select()))
+        return state
 
     def register_base_model(self, name: str, source: str, task_family: str = "text-classification") -> None:
         response = self.client.post(

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool
 
-from services.api.deps import PrincipalDep, SessionDep, SettingsDep
+from services.api.deps import ReadDep, SessionDep, SettingsDep
 from services.api.openapi import errors
 from shared.errors import Conflict, InvalidInput, ServiceUnavailable
 from shared.registry.service import RegistryService
+from shared.text import MultilineText
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1, max_length=20_000)
+    content: MultilineText = Field(min_length=1, max_length=20_000)
 
 
 class GenerateRequest(BaseModel):
@@ -37,7 +38,7 @@ class GenerateRequest(BaseModel):
         extra="forbid",
         json_schema_extra={"examples": [{"prompt": "Name three primary colours.", "max_new_tokens": 64}]},
     )
-    prompt: str | None = Field(None, min_length=1, max_length=20_000)
+    prompt: MultilineText | None = Field(None, min_length=1, max_length=20_000)
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=64)
     # Default: the model's own (its config.pbtxt); at most its limit.
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
@@ -98,7 +99,7 @@ def generate(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
 ) -> Any:
     """Generate an answer with a published causal LM (the production version unless one is named)."""
     service = RegistryService(session)

@@ -35,7 +35,9 @@ async def readyz(request: Request) -> JSONResponse:
     )
     results = dict(zip(("database", "broker", "object_store"), checks, strict=True))
     ready = all(result["ok"] for result in results.values())
-    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": results})
+    # Unauthenticated, and a driver's error may quote a URL with its password: masked (shared.redaction).
+    checks = state.redactor.value(results)
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
 
 
 @router.get(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 
 from services.api import schemas
-from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from services.api.deps import AuditorDep, ReadDep, SessionDep, SettingsDep, StoreDep, WriteDep
 from services.api.openapi import errors, json_document, text_answer
 from services.api.presenters import present_files, present_job
 from shared.errors import InvalidInput, NotFound
@@ -24,7 +24,7 @@ from shared.jobs.spec import JobSpec
 from shared.jobs.states import TERMINAL, JobStatus
 from shared.settings import Settings
 from shared.storage.base import ObjectStore
-from shared.storage.errors import ObjectNotFound
+from shared.storage.errors import InvalidKey, ObjectNotFound
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -42,7 +42,7 @@ SSE_POLL_INTERVAL_S = 0.5
             "description": "The job an earlier request with this Idempotency-Key made; with "
             "dry_run=true, the job as it would run (JobDryRun), and nothing stored",
         },
-        **errors(422),
+        **errors(403, 422, 429),
     },
 )
 def submit_job(
@@ -51,7 +51,8 @@ def submit_job(
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,
-    principal: PrincipalDep,
+    principal: WriteDep,
+    audit: AuditorDep,
     idempotency_key: Annotated[
         str | None,
         Header(max_length=200, description="Sending the same key again returns the first job, not a new one"),
@@ -74,6 +75,13 @@ def submit_job(
     )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
+    else:
+        audit.record(
+            "job.submit",
+            "job",
+            outcome.job.id,
+            {"name": body.name, "base_model": spec.base_model, "method": spec.method},
+        )
     # A dispatch pass is on the session's outbox: it runs once the request's session commits and
     # sends the validate task if the job may start now.
     return present_job(outcome.job)
@@ -101,7 +109,7 @@ def _dry_run(
 @router.get("", response_model=schemas.JobPage, operation_id="jobs_list", responses=errors(422))
 def list_jobs(
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
     status_filter: Annotated[list[JobStatus] | None, Query(alias="status")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -111,7 +119,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=schemas.Job, operation_id="jobs_get", responses=errors(404, 422))
-def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: PrincipalDep) -> object:
+def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: ReadDep) -> object:
     """The job; a queued one also says where it stands in the queue and why it waits."""
     job = JobService(session).get(principal.team_id, job_id)
     queue = Dispatcher(session, DispatchPolicy.from_settings(settings)).position(job)
@@ -123,10 +131,12 @@ def get_job(job_id: uuid.UUID, session: SessionDep, settings: SettingsDep, princ
     response_model=schemas.Job,
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="jobs_cancel",
-    responses=errors(404, 409, 422),
+    responses=errors(403, 404, 409, 422),
 )
-def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
-    return present_job(JobService(session).request_cancel(principal.team_id, job_id))
+def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: WriteDep, audit: AuditorDep) -> object:
+    job = JobService(session).request_cancel(principal.team_id, job_id)
+    audit.record("job.cancel", "job", job_id, {"status": JobStatus(job.status).value})
+    return present_job(job)
 
 
 @router.get(
@@ -138,7 +148,7 @@ def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) 
 def list_events(
     job_id: uuid.UUID,
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     event_type: Annotated[str | None, Query(alias="type")] = None,
@@ -163,7 +173,7 @@ def list_events(
     },
 )
 async def stream_events(
-    job_id: uuid.UUID, request: Request, principal: PrincipalDep, after: Annotated[int, Query(ge=0)] = 0
+    job_id: uuid.UUID, request: Request, principal: ReadDep, after: Annotated[int, Query(ge=0)] = 0
 ) -> EventSourceResponse:
     """Server-sent events: every job event as it is written, until the job finishes."""
     factory = request.app.state.session_factory
@@ -205,7 +215,7 @@ async def stream_events(
 def get_metrics(
     job_id: uuid.UUID,
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
     name: Annotated[list[str] | None, Query()] = None,
 ) -> object:
     JobService(session).get(principal.team_id, job_id)
@@ -227,7 +237,7 @@ def list_checkpoints(
     session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
 ) -> object:
     JobService(session).get(principal.team_id, job_id)
     checkpoints = JobRepository(session).list_checkpoints(job_id)
@@ -252,7 +262,7 @@ def list_artifacts(
     session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
 ) -> object:
     """The job's outputs other than checkpoints: the model, the adapter, reports, exports."""
     JobService(session).get(principal.team_id, job_id)
@@ -265,9 +275,7 @@ def list_artifacts(
     operation_id="jobs_evaluation_get",
     responses={**json_document("The evaluation report"), **errors(404, 422)},
 )
-def get_evaluation(
-    job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
-) -> Response:
+def get_evaluation(job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: ReadDep) -> Response:
     """The full evaluation report (JSON): metrics, per-class, calibration, baseline, gate, robustness."""
     return _evaluation_file(job_id, session, store, principal, "report.json", "application/json")
 
@@ -279,7 +287,7 @@ def get_evaluation(
     responses=errors(404, 422),
 )
 def get_evaluation_html(
-    job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
+    job_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: ReadDep
 ) -> Response:
     """The report as one self-contained page (pictures embedded)."""
     return _evaluation_file(job_id, session, store, principal, "report.html", "text/html; charset=utf-8")
@@ -303,18 +311,18 @@ def _evaluation_file(job_id, session, store, principal, name: str, media_type: s
         **errors(404, 422),
     },
 )
-def download_file(
-    job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: PrincipalDep
-):
+def download_file(job_id: uuid.UUID, path: str, session: SessionDep, store: StoreDep, principal: ReadDep):
     """Streams one of the job's objects (used where the store has no presigned URLs)."""
     JobService(session).get(principal.team_id, job_id)
     if ".." in path.split("/"):
         raise InvalidInput("the path must stay inside the job", details={"field": "path"})
-    key = JobLayout(job_id).file(path)
     try:
+        key = JobLayout(job_id).file(path)
         info = store.stat(key)
     except ObjectNotFound as exc:
         raise NotFound(f"job {job_id} has no file '{path}'") from exc
+    except InvalidKey as exc:
+        raise InvalidInput(f"'{path}' cannot name a file: {exc.reason}", details={"field": "path"}) from exc
 
     def chunks():
         with store.open_read(key) as stream:

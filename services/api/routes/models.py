@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api import schemas
-from services.api.deps import PrincipalDep, SessionDep, SettingsDep
+from services.api.deps import AuditorDep, ReadDep, SessionDep, SettingsDep, WriteDep
 from services.api.openapi import errors
 from shared.errors import Conflict, ServiceUnavailable
 from shared.registry.service import RegistryService
 from shared.registry.triton import published_models
+from shared.text import MultilineText
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -24,7 +25,8 @@ class PredictRequest(BaseModel):
         json_schema_extra={"examples": [{"texts": ["my parcel never arrived", "I was charged twice"]}]},
     )
     texts: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=20_000)]], Field(min_length=1, max_length=256)
+        list[Annotated[MultilineText, Field(min_length=1, max_length=20_000)]],
+        Field(min_length=1, max_length=256),
     ]
     version: int | None = Field(None, ge=1, description="Default: the production version")
 
@@ -50,12 +52,12 @@ def _version_out(version) -> dict[str, Any]:
 
 
 @router.get("", response_model=list[schemas.RegisteredModel], operation_id="models_list", responses=errors())
-def list_models(session: SessionDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+def list_models(session: SessionDep, principal: ReadDep) -> list[dict[str, Any]]:
     return [_model_out(model) for model in RegistryService(session).list_models(principal.team_id)]
 
 
 @router.get("/{name}", response_model=schemas.ModelDetail, operation_id="models_get", responses=errors(404))
-def get_model(name: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def get_model(name: str, session: SessionDep, principal: ReadDep) -> dict[str, Any]:
     service = RegistryService(session)
     model = service.get_model(principal.team_id, name)
     versions = service.list_versions(principal.team_id, name)
@@ -72,7 +74,7 @@ def get_model(name: str, session: SessionDep, principal: PrincipalDep) -> dict[s
     operation_id="models_versions_list",
     responses=errors(404),
 )
-def list_versions(name: str, session: SessionDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+def list_versions(name: str, session: SessionDep, principal: ReadDep) -> list[dict[str, Any]]:
     return [
         _version_out(version) for version in RegistryService(session).list_versions(principal.team_id, name)
     ]
@@ -82,13 +84,17 @@ def list_versions(name: str, session: SessionDep, principal: PrincipalDep) -> li
     "/{name}/versions/{version}/promote",
     response_model=schemas.RegisteredModel,
     operation_id="models_versions_promote",
-    responses=errors(404, 422),
+    responses=errors(403, 404, 422),
 )
-def promote(name: str, version: int, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def promote(
+    name: str, version: int, session: SessionDep, principal: WriteDep, audit: AuditorDep
+) -> dict[str, Any]:
     """Make `version` the production version; Triton loads it once the change is committed."""
     service = RegistryService(session)
     model, _ = service.get_version(principal.team_id, name, version)
+    previous = model.production_version
     service.promote(model, version)
+    audit.record("model.promote", "model", name, {"version": version, "previous_version": previous})
     return _model_out(model)
 
 
@@ -96,13 +102,17 @@ def promote(name: str, version: int, session: SessionDep, principal: PrincipalDe
     "/{name}/rollback",
     response_model=schemas.RegisteredModel,
     operation_id="models_rollback",
-    responses=errors(404, 409),
+    responses=errors(403, 404, 409),
 )
-def rollback(name: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def rollback(name: str, session: SessionDep, principal: WriteDep, audit: AuditorDep) -> dict[str, Any]:
     """Back to the previous production version; Triton loads it once the change is committed."""
     service = RegistryService(session)
     model = service.get_model(principal.team_id, name)
+    previous = model.production_version
     service.rollback(model)
+    audit.record(
+        "model.rollback", "model", name, {"version": model.production_version, "previous_version": previous}
+    )
     return _model_out(model)
 
 
@@ -118,7 +128,7 @@ def predict(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
 ) -> dict[str, Any]:
     """Try a published model: through Triton when configured, else ONNX Runtime on the repository files."""
     service = RegistryService(session)

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter
 
 from services.api import schemas
-from services.api.deps import AdminDep, SessionDep, SettingsDep
+from services.api.deps import AdminDep, AuditorDep, SessionDep, SettingsDep
 from services.api.openapi import errors
 from shared.jobs.dispatch import Dispatcher, DispatchPolicy, TeamUsage
 from shared.teams.repository import TeamRepository
@@ -63,21 +63,25 @@ def get_queue(session: SessionDep, settings: SettingsDep, _: AdminDep) -> object
 @router.post(
     "/queue/pause", response_model=schemas.QueueState, operation_id="queue_pause", responses=errors(403, 422)
 )
-def pause_queue(body: schemas.QueuePause, session: SessionDep, settings: SettingsDep, _: AdminDep) -> object:
+def pause_queue(
+    body: schemas.QueuePause, session: SessionDep, settings: SettingsDep, _: AdminDep, audit: AuditorDep
+) -> object:
     """Stop admitting jobs (running ones go on; new ones are accepted and wait), e.g. before
     maintenance of the workers."""
     dispatcher = _dispatcher(session, settings)
     dispatcher.set_paused(True, body.reason)
+    audit.record("admin.queue.pause", "queue", None, {"reason": body.reason})
     return _queue_view(dispatcher, session)
 
 
 @router.post(
     "/queue/resume", response_model=schemas.QueueState, operation_id="queue_resume", responses=errors(403)
 )
-def resume_queue(session: SessionDep, settings: SettingsDep, _: AdminDep) -> object:
+def resume_queue(session: SessionDep, settings: SettingsDep, _: AdminDep, audit: AuditorDep) -> object:
     """Admit jobs again; a dispatch pass runs at once."""
     dispatcher = _dispatcher(session, settings)
     dispatcher.set_paused(False)
+    audit.record("admin.queue.resume", "queue")
     return _queue_view(dispatcher, session)
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict
 
 from services.api import schemas
-from services.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from services.api.deps import AuditorDep, ReadDep, SessionDep, SettingsDep, StoreDep, WriteDep
 from services.api.openapi import errors
 from shared.studies.report import study_summary, study_view
 from shared.studies.service import StudyService
@@ -105,24 +105,26 @@ class StudyPage(BaseModel):
     response_model=Study,
     status_code=status.HTTP_201_CREATED,
     operation_id="studies_create",
-    responses=errors(422),
+    responses=errors(403, 422),
 )
 def create_study(
     body: StudyCreate,
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,
-    principal: PrincipalDep,
+    principal: WriteDep,
+    audit: AuditorDep,
 ) -> object:
     service = StudyService(session, gpu_workers=settings.gpu_workers)
     study = service.create(principal.team_id, body)
+    audit.record("study.create", "study", study.id, {"name": body.name})
     return study_view(study, service.variants(study), store)
 
 
 @router.get("", response_model=StudyPage, operation_id="studies_list", responses=errors(422))
 def list_studies(
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> object:
@@ -136,7 +138,7 @@ def list_studies(
 
 
 @router.get("/{study_id}", response_model=Study, operation_id="studies_get", responses=errors(404, 422))
-def get_study(study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep) -> object:
+def get_study(study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: ReadDep) -> object:
     service = StudyService(session)
     study = service.get(principal.team_id, study_id)
     return study_view(study, service.variants(study), store)
@@ -147,11 +149,12 @@ def get_study(study_id: uuid.UUID, session: SessionDep, store: StoreDep, princip
     response_model=Study,
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="studies_cancel",
-    responses=errors(404, 409, 422),
+    responses=errors(403, 404, 409, 422),
 )
 def cancel_study(
-    study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: PrincipalDep
+    study_id: uuid.UUID, session: SessionDep, store: StoreDep, principal: WriteDep, audit: AuditorDep
 ) -> object:
     service = StudyService(session)
     study = service.cancel(principal.team_id, study_id)
+    audit.record("study.cancel", "study", study_id)
     return study_view(study, service.variants(study), store)

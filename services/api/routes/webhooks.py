@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from services.api import schemas
-from services.api.deps import PrincipalDep, SessionDep
+from services.api.deps import AuditorDep, ReadDep, SessionDep, WriteDep
 from services.api.openapi import errors
+from shared.redaction import redact_url
 from shared.webhooks.service import WebhookService
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -21,12 +22,20 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     response_model=schemas.WebhookEndpointCreated,
     status_code=status.HTTP_201_CREATED,
     operation_id="webhooks_create",
-    responses=errors(422),
+    responses=errors(403, 422),
 )
-def create_webhook(body: schemas.WebhookCreate, session: SessionDep, principal: PrincipalDep) -> object:
+def create_webhook(
+    body: schemas.WebhookCreate, session: SessionDep, principal: WriteDep, audit: AuditorDep
+) -> object:
     """Register an endpoint for the team's job and study events. The answer holds the signing secret:
     it is never shown again."""
     created = WebhookService(session).create(principal.team_id, body.url, body.events, body.description)
+    audit.record(
+        "webhook.create",
+        "webhook",
+        created.endpoint.id,
+        {"url": redact_url(created.endpoint.url), "events": created.endpoint.events},
+    )
     endpoint = schemas.WebhookEndpoint.model_validate(created.endpoint)
     return schemas.WebhookEndpointCreated(**endpoint.model_dump(), secret=created.secret)
 
@@ -34,7 +43,7 @@ def create_webhook(body: schemas.WebhookCreate, session: SessionDep, principal: 
 @router.get(
     "", response_model=list[schemas.WebhookEndpoint], operation_id="webhooks_list", responses=errors()
 )
-def list_webhooks(session: SessionDep, principal: PrincipalDep) -> object:
+def list_webhooks(session: SessionDep, principal: ReadDep) -> object:
     return WebhookService(session).endpoints(principal.team_id)
 
 
@@ -44,7 +53,7 @@ def list_webhooks(session: SessionDep, principal: PrincipalDep) -> object:
     operation_id="webhooks_get",
     responses=errors(404, 422),
 )
-def get_webhook(endpoint_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
+def get_webhook(endpoint_id: uuid.UUID, session: SessionDep, principal: ReadDep) -> object:
     return WebhookService(session).get(principal.team_id, endpoint_id)
 
 
@@ -52,13 +61,17 @@ def get_webhook(endpoint_id: uuid.UUID, session: SessionDep, principal: Principa
     "/{endpoint_id}",
     response_model=schemas.WebhookEndpoint,
     operation_id="webhooks_update",
-    responses=errors(404, 422),
+    responses=errors(403, 404, 422),
 )
 def update_webhook(
-    endpoint_id: uuid.UUID, body: schemas.WebhookUpdate, session: SessionDep, principal: PrincipalDep
+    endpoint_id: uuid.UUID,
+    body: schemas.WebhookUpdate,
+    session: SessionDep,
+    principal: WriteDep,
+    audit: AuditorDep,
 ) -> object:
     """Change an endpoint's URL, events or description, or (de)activate it; the secret stays."""
-    return WebhookService(session).update(
+    endpoint = WebhookService(session).update(
         principal.team_id,
         endpoint_id,
         url=body.url,
@@ -66,17 +79,25 @@ def update_webhook(
         description=body.description,
         active=body.active,
     )
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("url") is not None:
+        changes["url"] = redact_url(changes["url"])
+    audit.record("webhook.update", "webhook", endpoint_id, changes)
+    return endpoint
 
 
 @router.delete(
     "/{endpoint_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="webhooks_delete",
-    responses=errors(404, 422),
+    responses=errors(403, 404, 422),
 )
-def delete_webhook(endpoint_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> Response:
+def delete_webhook(
+    endpoint_id: uuid.UUID, session: SessionDep, principal: WriteDep, audit: AuditorDep
+) -> Response:
     """Delete an endpoint and its delivery history; attempts not yet sent are dropped."""
     WebhookService(session).delete(principal.team_id, endpoint_id)
+    audit.record("webhook.delete", "webhook", endpoint_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -89,7 +110,7 @@ def delete_webhook(endpoint_id: uuid.UUID, session: SessionDep, principal: Princ
 def list_deliveries(
     endpoint_id: uuid.UUID,
     session: SessionDep,
-    principal: PrincipalDep,
+    principal: ReadDep,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> object:
@@ -103,8 +124,8 @@ def list_deliveries(
     response_model=schemas.WebhookDelivery,
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="webhooks_test",
-    responses=errors(404, 422),
+    responses=errors(403, 404, 422),
 )
-def send_test_event(endpoint_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> object:
+def send_test_event(endpoint_id: uuid.UUID, session: SessionDep, principal: WriteDep) -> object:
     """Send a `webhook.test` event to the endpoint now (signed and retried like any other)."""
     return WebhookService(session).send_test(principal.team_id, endpoint_id)

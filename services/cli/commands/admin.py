@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from itertools import islice
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from services.cli.commands import keys
 from services.cli.commands.output import JsonOption, client, console, print_json, show
 
 app = typer.Typer(
@@ -22,7 +25,7 @@ def create_team(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a team; then issue it a key with `temper admin create-key`."""
+    """Create a team; then issue it a key with `temper admin keys create`."""
     with client() as temper:
         team = temper.teams.create(name, max_concurrent_jobs=max_concurrent_jobs)
     (print_json if json_output else show)(team)
@@ -47,55 +50,47 @@ def list_teams(json_output: JsonOption = False) -> None:
     console.print(table)
 
 
-@app.command("create-key")
-def create_key(
-    team_id: Annotated[str, typer.Argument(help="The team's id.")],
-    name: Annotated[str, typer.Option(help="What the key is for (shown in key lists).")] = "default",
-    admin: Annotated[bool, typer.Option(help="Make it an admin key.")] = False,
-    json_output: JsonOption = False,
-) -> None:
-    """Issue an API key for a team; the key is printed once and never again."""
-    with client() as temper:
-        issued = temper.keys.create(team_id, name=name, is_admin=admin)
-    (print_json if json_output else show)(issued)
+# The key commands moved under `temper admin keys`; the old names stay for existing scripts.
+app.add_typer(keys.app, name="keys")
+app.command("create-key", hidden=True)(keys.create_key)
+app.command("list-keys", hidden=True)(keys.list_keys)
+app.command("revoke-key", hidden=True)(keys.revoke_key)
 
 
-@app.command("list-keys")
-def list_keys(
-    team_id: Annotated[str, typer.Argument(help="The team's id.")],
+@app.command("audit")
+def audit(
+    team_id: Annotated[str | None, typer.Option(help="Only what this team's keys did.")] = None,
+    action: Annotated[
+        str | None, typer.Option(help="An action (job.submit) or a family of them (admin.key).")
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Only events at or after this time (UTC unless it says).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events, newest first.")] = 50,
     json_output: JsonOption = False,
 ) -> None:
-    """A team's API keys (prefixes only; the secrets are not stored)."""
+    """The audit log: who changed what (newest first)."""
     with client() as temper:
-        keys = temper.keys.list(team_id)
+        events = list(
+            islice(
+                temper.audit.list(team_id=team_id, action=action, since=since, page_size=min(limit, 500)),
+                limit,
+            )
+        )
     if json_output:
-        print_json(keys)
+        print_json(events)
         return
-    table = Table("id", "name", "prefix", "admin", "last used", "revoked")
-    for key in keys:
+    table = Table("when", "action", "target", "key", "team", "request id")
+    for event in events:
         table.add_row(
-            str(key.id),
-            key.name,
-            key.prefix,
-            "yes" if key.is_admin else "",
-            f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "",
-            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+            f"{event.created_at:%Y-%m-%d %H:%M:%S}",
+            event.action,
+            f"{event.target_type} {event.target_id or ''}".strip(),
+            event.key_prefix or "",
+            str(event.team_id or ""),
+            event.request_id or "",
         )
     console.print(table)
-
-
-@app.command("revoke-key")
-def revoke_key(
-    key_id: Annotated[str, typer.Argument(help="The key's id (from `temper admin list-keys`).")],
-    json_output: JsonOption = False,
-) -> None:
-    """Revoke an API key: every later request with it is refused."""
-    with client() as temper:
-        key = temper.keys.revoke(key_id)
-    if json_output:
-        print_json(key)
-    else:
-        console.print(f"revoked key {key.prefix} ({key.name})")
 
 
 @app.command("register-base-model")

@@ -1,5 +1,6 @@
 """All tables, imported here so that Alembic's autogenerate sees every model."""
 
+from shared.db.models.audit import AuditEvent
 from shared.db.models.base_model import BaseModelEntry
 from shared.db.models.dataset import Dataset
 from shared.db.models.dispatch import DispatchState
@@ -11,6 +12,7 @@ from shared.db.models.webhook import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
     "BaseModelEntry",
     "Checkpoint",
     "Dataset",

@@ -32,8 +32,13 @@ class ApiKey(UUIDPrimaryKey, Timestamps, Base):
     name: Mapped[str] = mapped_column(sa.String(100))
     prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(sa.String(64))
-    is_admin: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    # The highest scope the key holds: "read", "write" or "admin"; each implies the ones before it
+    # (shared.teams.scopes), so one value says everything.
+    scope: Mapped[str] = mapped_column(sa.String(10), default="write")
+    # Requests per minute for this key, over the server's TEMPER_RATE_LIMIT_PER_MINUTE when set.
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
     last_used_at: Mapped[datetime | None] = mapped_column()
+    # A key is refused from this moment on; a rotated key gets one in the future (its grace period).
     revoked_at: Mapped[datetime | None] = mapped_column()
 
     team: Mapped[Team] = relationship(back_populates="api_keys", lazy="raise")

@@ -17,12 +17,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.pipeline.evaluate.metric_names import ALL_BOOTSTRAP_METRICS, ALL_SUMMARY_METRICS, LOWER_IS_BETTER
+from shared.text import Text
 
 
 class GateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metric: str
+    metric: Text
     min: float | None = None
     max: float | None = None
     better_than_baseline: bool = False
