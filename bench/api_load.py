@@ -1,7 +1,8 @@
 """Control-plane load: the API on Postgres with 100k jobs and 1M events, at a fixed request rate.
 
 Seeds a fresh Postgres database (migrated with Alembic) with `--jobs` jobs over `--teams` teams and
-`--events` events, then starts the API (`uvicorn --workers N`) and, for each route, sends requests
+`--events` events, then starts `--api-processes` API processes (as compose or the chart scale it:
+replicas behind a load balancer; the client spreads requests over them) and, for each route, sends requests
 at a fixed rate for a fixed time from `--clients` concurrent connections (an open loop: each
 request has its send time on a schedule, and its latency counts from that time, so a slow answer
 delays the ones behind it in the figures too). Routes: GET /v1/jobs/{id}, GET /v1/jobs with a status
@@ -191,7 +192,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def open_loop(
-    base_url: str,
+    base_urls: list[str],
     make_request: callable,  # type: ignore[valid-type]
     rate: float,
     duration_s: float,
@@ -201,7 +202,7 @@ async def open_loop(
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
         total = int(rate * duration_s)
         start = time.perf_counter() + 0.2
 
@@ -213,7 +214,9 @@ async def open_loop(
                 await asyncio.sleep(delay)
             method, path, kwargs, expected = make_request(index)
             try:
-                response = await client.request(method, path, **kwargs)
+                # Round robin over the API processes, as a load balancer in front of replicas would.
+                base = base_urls[index % len(base_urls)]
+                response = await client.request(method, base + path, **kwargs)
                 if response.status_code != expected:
                     errors += 1
             except httpx.HTTPError:
@@ -314,10 +317,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second, per route")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per route")
     parser.add_argument("--clients", type=int, default=32, help="concurrent connections")
-    # One API process, as compose and the chart run it (they scale by replicas). `uvicorn --workers`
-    # binds its socket itself, without TCP_NODELAY on the accepted connections: each answer then
-    # waits ~40 ms for the client's delayed ACK, which would measure the kernel, not the API.
-    parser.add_argument("--api-workers", type=int, default=1)
+    # Separate API processes, as compose and the chart run them (one uvicorn per container, scaled
+    # by replicas), each on its own port. Not `uvicorn --workers`: it binds the socket itself,
+    # without TCP_NODELAY on accepted connections, and each answer then waits ~40 ms for the
+    # client's delayed ACK, which would measure the kernel, not the API.
+    parser.add_argument("--api-processes", type=int, default=2)
     parser.add_argument("--start-samples", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -327,7 +331,6 @@ def main() -> int:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     work = Path(tempfile.mkdtemp(prefix="temper-bench-"))
-    port = free_port()
     environment = {
         **os.environ,
         "TEMPER_ENVIRONMENT": "test",
@@ -339,9 +342,13 @@ def main() -> int:
         "TEMPER_LOG_LEVEL": "WARNING",
         "TEMPER_DISPATCH_SLOTS": "1000",
         "TEMPER_MAX_CONCURRENT_JOBS_PER_TEAM": "1000",
+        # The per-key limiter runs (one Redis round trip a request, as in production) but with a
+        # budget this load never exhausts: a 429 would measure the limit, not the route.
+        "TEMPER_RATE_LIMIT_PER_MINUTE": "10000000",
+        "TEMPER_RATE_LIMIT_BURST": "100000",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    api_process = None
+    api_processes: list[subprocess.Popen[bytes]] = []
     try:
         started = time.perf_counter()
         upgrade_database(url)
@@ -349,13 +356,19 @@ def main() -> int:
         install_keys(url, seeded.team_id)
         print(f"seeded {args.jobs} jobs and {args.events} events over {args.teams} teams in "
               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
-        api_process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "services.api.main:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(args.api_workers), "--log-level", "warning", "--no-access-log"],
-            cwd=REPO_ROOT, env=environment,
-        )  # fmt: skip
-        api = f"http://127.0.0.1:{port}"
-        wait_http(f"{api}/healthz")
+        ports = [free_port() for _ in range(args.api_processes)]
+        for port in ports:
+            api_processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", "services.api.main:create_app", "--factory",
+                     "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                    cwd=REPO_ROOT, env=environment,
+                )
+            )  # fmt: skip
+        apis = [f"http://127.0.0.1:{port}" for port in ports]
+        api = apis[0]
+        for url_ in apis:
+            wait_http(f"{url_}/healthz")
         team_headers = {"Authorization": f"Bearer {TEAM_KEY}"}
         admin_headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         httpx.post(
@@ -377,9 +390,9 @@ def main() -> int:
                 "POST", "/v1/jobs", {"headers": team_headers, "json": submit_spec}, 201),
         }  # fmt: skip
         # Warm each route's code paths and connection pools first.
-        asyncio.run(open_loop(api, scenarios["GET /v1/jobs/{id}"], 50, 2, args.clients, "warm-up"))
+        asyncio.run(open_loop(apis, scenarios["GET /v1/jobs/{id}"], 50, 2, args.clients, "warm-up"))
         figures = [
-            asyncio.run(open_loop(api, make, args.rate, args.duration, args.clients, route))
+            asyncio.run(open_loop(apis, make, args.rate, args.duration, args.clients, route))
             for route, make in scenarios.items()
         ]
         httpx.post(f"{api}/v1/queue/resume", headers=admin_headers).raise_for_status()
@@ -391,15 +404,15 @@ def main() -> int:
         waits = submit_to_start(api, url, seeded, args.start_samples, environment)
         plans = explain(url, seeded.team_id, seeded.job_ids[0])
     finally:
-        if api_process is not None:
-            api_process.terminate()
-            api_process.wait(timeout=30)
+        for process in api_processes:
+            process.terminate()
+            process.wait(timeout=30)
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     floor = figures[0].p50_ms
     print(f"\n{args.jobs} jobs, {args.events} events; {args.rate:g} req/s per route for {args.duration:g} s, "
-          f"{args.clients} connections, {args.api_workers} API workers, {os.cpu_count()} CPUs")  # fmt: skip
+          f"{args.clients} connections, {args.api_processes} API processes, {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'route':28} {'sent':>6} {'errors':>6} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
           f"{'max ms':>8} {'p50/peer':>9}")  # fmt: skip
     for row in figures:

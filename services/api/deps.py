@@ -21,7 +21,7 @@ from shared.teams.service import Principal, TeamService
 from shared.text import check_text
 
 
-def refuse_control_characters(request: Request) -> None:
+async def refuse_control_characters(request: Request) -> None:
     """Path and query parameters with NUL or other control characters are a 422 naming the parameter.
 
     Run for every route (the app's dependency), so that no handler, query or storage key ever sees
@@ -36,7 +36,11 @@ def refuse_control_characters(request: Request) -> None:
                 raise InvalidInput(f"{name}: {exc}", details={"field": name}) from exc
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that only read the app's state are `async def`: FastAPI runs a plain `def`
+# dependency in its thread pool, a hop that costs more than the work on every request.
+
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -45,11 +49,11 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_store(request: Request) -> ObjectStore:
+async def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
@@ -108,7 +112,7 @@ def _check_rate_limit(limiter: RateLimiter, settings: Settings, principal: Princ
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_scope(security_scopes: SecurityScopes, principal: PrincipalDep) -> Principal:
+async def require_scope(security_scopes: SecurityScopes, principal: PrincipalDep) -> Principal:
     """Lets a route run only for a key holding the scope it declares (or a higher one).
 
     Every authenticated route takes exactly one of ReadDep, WriteDep and AdminDep: GETs (and POSTs
