@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
+from typing import Any
 
 from fastapi import Request
+from sqlalchemy import Row
 
 from shared.db.models import Job
 from shared.jobs.dispatch import QueuePosition
@@ -15,7 +17,8 @@ from shared.settings import Settings
 from shared.storage.base import ObjectStore
 
 
-def present_job(job: Job, queue: QueuePosition | None = None) -> dict:
+def present_job(job: Job | Row[Any], queue: QueuePosition | None = None) -> dict:
+    """A job (an ORM object, or a row with the job's columns from a list query) as the API shows it."""
     status = JobStatus(job.status)
     stage = STAGE_NAMES.get(status) or job.error_stage
     error = (

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shared.base_models.repository import BaseModelRepository
@@ -208,7 +209,8 @@ class JobService:
 
     def list(
         self, team_id: uuid.UUID, statuses: list[JobStatus] | None, cursor: str | None, limit: int
-    ) -> tuple[list[Job], str | None]:
+    ) -> tuple[list[sa.Row[Any]], str | None]:
+        """A page of the team's jobs (plain rows with the job's columns) and the next page's cursor."""
         before = decode_cursor(cursor) if cursor else None
         jobs = self.jobs.list_for_team(team_id, statuses=statuses, before=before, limit=limit + 1)
         last = jobs[limit - 1] if len(jobs) > limit else None

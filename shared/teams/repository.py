@@ -30,6 +30,14 @@ class TeamRepository:
     def get_key_by_prefix(self, prefix: str) -> ApiKey | None:
         return self.session.scalar(sa.select(ApiKey).where(ApiKey.prefix == prefix))
 
+    def get_key_and_team_name(self, prefix: str) -> tuple[ApiKey, str] | None:
+        """The key with this prefix and its team's name, in one query (every request asks)."""
+        query = (
+            sa.select(ApiKey, Team.name).join(Team, Team.id == ApiKey.team_id).where(ApiKey.prefix == prefix)
+        )
+        row = self.session.execute(query).first()
+        return (row[0], row[1]) if row is not None else None
+
     def get_key(self, key_id: uuid.UUID) -> ApiKey | None:
         return self.session.get(ApiKey, key_id)
 

@@ -57,17 +57,17 @@ class TeamService:
         parts = plaintext.split("_")
         if len(parts) != 3 or parts[0] != KEY_SCHEME:
             raise NotAuthenticated("the API key is malformed; expected 'tmp_<prefix>_<secret>'")
-        key = self.teams.get_key_by_prefix(parts[1])
+        found = self.teams.get_key_and_team_name(parts[1])
+        key = found[0] if found is not None else None
         # A future revoked_at is a rotated key's grace period: it still works until then.
         if key is None or (key.revoked_at is not None and key.revoked_at <= utcnow()):
             raise NotAuthenticated("the API key is unknown or revoked")
         if not hmac.compare_digest(key.key_hash, self.hash_key(plaintext)):
             raise NotAuthenticated("the API key is unknown or revoked")
-        team = self.teams.get(key.team_id)
-        assert team is not None  # the foreign key guarantees it
+        assert found is not None
         return Principal(
-            team_id=team.id,
-            team_name=team.name,
+            team_id=key.team_id,
+            team_name=found[1],
             key_id=key.id,
             key_prefix=key.prefix,
             scope=key.scope,
