@@ -20,8 +20,9 @@ class JobRepository:
             return self.session.scalar(sa.select(Job).where(Job.id == job_id).with_for_update())
         return self.session.get(Job, job_id)
 
-    def get_for_team(self, team_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
-        return self.session.scalar(sa.select(Job).where(Job.id == job_id, Job.team_id == team_id))
+    def get_for_team(self, team_id: uuid.UUID, job_id: uuid.UUID, *, for_update: bool = False) -> Job | None:
+        query = sa.select(Job).where(Job.id == job_id, Job.team_id == team_id)
+        return self.session.scalar(query.with_for_update() if for_update else query)
 
     def get_by_idempotency_key(self, team_id: uuid.UUID, key: str) -> Job | None:
         return self.session.scalar(sa.select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))

@@ -252,7 +252,11 @@ class JobService:
         return self.transition(job, JobStatus.FAILED, message=message, data={"code": code, "stage": stage})
 
     def request_cancel(self, team_id: uuid.UUID, job_id: uuid.UUID) -> Job:
-        job = self.get(team_id, job_id)
+        # Locked: two cancels racing (two API processes) are taken one after the other, and the
+        # second sees what the first did (a finished job: 409) instead of repeating it.
+        job = self.jobs.get_for_team(team_id, job_id, for_update=True)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
         status = JobStatus(job.status)
         if status in TERMINAL:
             raise IllegalTransition(
