@@ -22,6 +22,7 @@ on 8/8 prompts, INT4 on 0/8 (5.1 matching tokens on average):
     2        3.4    6.6        24.1 (3.66x)            56.6 (8.60x)
     2        3.9    3.4        12.9 (3.81x)            36.6 (10.85x)
     1        1.9    14.1       26.8 (1.90x)            73.4 (5.22x)
+    2        1.55   23.8       83.2 (3.50x)            163.7 (6.88x)   (quiet machine, 30 Nov)
 
 With two threads on a loaded machine PyTorch's generate loses most (its two OpenMP threads wait on
 each other), so those ratios flatter ONNX Runtime; one thread each is the fairer comparison there.
