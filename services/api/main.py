@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 import redis
 import structlog
 from fastapi import Depends, FastAPI
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.deps import refuse_control_characters
@@ -34,6 +36,7 @@ from services.api.routes import (
 from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
+from shared.errors import Conflict
 from shared.jobs.dispatch import DispatchPolicy, dispatch_in
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
@@ -101,6 +104,23 @@ class ObserveRequests:
             HTTP_LATENCY.labels(scope["method"], route_path).observe(time.perf_counter() - started)
 
 
+def _install_bootstrap_admin(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    """Install the bootstrap admin key. Replicas that start together race to create its team and
+    key; the one that loses (a unique violation, or the team appearing between its two looks)
+    finds them on its next try instead of failing its start-up."""
+    assert settings.bootstrap_admin_key is not None
+    for attempt in range(1, 4):
+        try:
+            with session_factory.begin() as session:
+                TeamService(session, settings.api_key_pepper.get_secret_value()).ensure_bootstrap_admin(
+                    settings.bootstrap_admin_key.get_secret_value()
+                )
+            return
+        except (IntegrityError, Conflict):
+            if attempt == 3:
+                raise
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -128,10 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.generation_runners = LocalGenerationRunners(settings.work_dir / "serving")
         if settings.bootstrap_admin_key is not None:
-            with app.state.session_factory.begin() as session:
-                TeamService(session, settings.api_key_pepper.get_secret_value()).ensure_bootstrap_admin(
-                    settings.bootstrap_admin_key.get_secret_value()
-                )
+            _install_bootstrap_admin(app.state.session_factory, settings)
         # Everything built so far (modules, the app, clients) lives as long as the process: moved
         # out of the collector's sight, so that a full collection walks only what requests made
         # (with the ML libraries imported that would be a pause of tens of ms on a busy process).

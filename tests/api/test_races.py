@@ -42,8 +42,9 @@ def api_processes(settings: Settings, count: int, log_dir: Path) -> Iterator[lis
             with (log_dir / f"api-{index}.log").open("wb") as log:
                 servers.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log))
             urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            _wait_ready(url)
+        # Started together, as replicas are: they race to install the bootstrap admin key too.
+        for url, server, index in zip(urls, servers, range(count), strict=True):
+            _wait_ready(url, server, log_dir / f"api-{index}.log")
         yield urls
     finally:
         for server in servers:
@@ -68,9 +69,11 @@ def race(client: httpx.Client, urls: list[str]) -> list[int]:
     return answers
 
 
-def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + 60
+def _wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the API at {url} exited at start-up:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
