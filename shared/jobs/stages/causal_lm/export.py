@@ -34,7 +34,7 @@ def run_export(run: JobRun) -> StageOutcome:
     _, dataset = load_conversations(run).evaluation
     # The checks need a few rows, not the whole test set.
     wanted = min(len(dataset), max(export.check_prompts, 16))
-    rows = dataset.select(range(wanted))["messages"]
+    rows = dataset[:wanted]["messages"]
     check = rows[: export.check_prompts]
     model_dir = download_job_model(run)
     built = export_causal_lm_genai(

@@ -57,7 +57,7 @@ def run_validate(run: JobRun) -> StageOutcome:
         warnings.append("the base model has no chat template; the documented fallback template is used")
     sample = every_nth(range(len(conversations.train)), FIT_SAMPLE_ROWS)
     tokenizer_fit = measure_fit(
-        conversation_texts(tokenizer, _messages(conversations.train.select(sample))),
+        conversation_texts(tokenizer, conversations.train[list(sample)]["messages"]),
         tokenizer,
         base_model=run.inputs.base_model.name,
         max_length=max_length,
