@@ -65,9 +65,10 @@ def json_log_lines(stack: Stack) -> list[dict]:
 
 
 def test_a_stage_no_worker_takes_fails_the_job_with_worker_lost_and_its_logs_carry_the_request(
-    embedded_settings: Settings, tiny_base_model: Path, tmp_path: Path
+    services_settings: Settings, tiny_base_model: Path, tmp_path: Path
 ) -> None:
-    settings = embedded_settings.model_copy(update={**FAST_REAPER, "max_stage_attempts": 2})
+    settings = services_settings.model_copy(update={**FAST_REAPER, "max_stage_attempts": 2})
+    # On Redis: the embedded filesystem broker can hand a worker a half-written message file.
     # The worker serves the default queue only: validate runs, nobody ever takes train.
     with running_stack(settings, queues="default", with_beat=True) as stack:
         team_id, key, job_id = submit(stack, tiny_base_model, tmp_path, request_id="req-reaper-1")
