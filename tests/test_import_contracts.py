@@ -35,10 +35,14 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def code_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("code")
-    for package in ("shared", "services", "temper_client"):
-        shutil.copytree(
-            REPO_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.jsonl")
-        )
+    # The SDK is its own distribution (clients/python, a src layout); in the copy it sits beside the
+    # server's packages, and PYTHONPATH puts the copy ahead of the installed one.
+    for package, source in (
+        ("shared", REPO_ROOT / "shared"),
+        ("services", REPO_ROOT / "services"),
+        ("temper_client", REPO_ROOT / "clients" / "python" / "src" / "temper_client"),
+    ):
+        shutil.copytree(source, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.jsonl"))
     return root
 
 
