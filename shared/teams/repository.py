@@ -45,6 +45,20 @@ class TeamRepository:
         query = sa.select(ApiKey).where(ApiKey.team_id == team_id).order_by(ApiKey.created_at)
         return list(self.session.scalars(query))
 
+    def active_admin_key_ids(self) -> builtins.list[uuid.UUID]:
+        """Admin keys with no revocation at all, not even one due at the end of a grace period.
+
+        Locked (on Postgres) so that two admins revoking each other's keys at once cannot both
+        see the other key as the one that remains.
+        """
+        query = (
+            sa.select(ApiKey.id)
+            .where(ApiKey.scope == "admin", ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.id)
+            .with_for_update()
+        )
+        return list(self.session.scalars(query))
+
     def flush(self) -> None:
         self.session.flush()
 

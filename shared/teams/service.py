@@ -128,11 +128,26 @@ class TeamService:
     def revoke_key(self, key_id: uuid.UUID) -> ApiKey:
         key = self.get_key(key_id)
         now = utcnow()
+        if key.scope == Scope.ADMIN and (key.revoked_at is None or key.revoked_at > now):
+            self._keep_an_admin(key)
         # Revoking a key in its rotation grace period ends the grace period now.
         if key.revoked_at is None or key.revoked_at > now:
             key.revoked_at = now
         self.teams.flush()
         return key
+
+    def _keep_an_admin(self, leaving: ApiKey) -> None:
+        """Refuse to end the last admin key: with none left no one could issue keys or act as admin
+        (short of writing to the database). Only keys with no revocation scheduled count: one in a
+        rotation's grace period is about to stop. Rotation itself is never refused by this rule,
+        since it issues an admin key in the old one's place."""
+        if not [key_id for key_id in self.teams.active_admin_key_ids() if key_id != leaving.id]:
+            raise Conflict(
+                f"API key {leaving.prefix} is the last active admin key; issue another admin key "
+                f"first (POST /v1/teams/{{team_id}}/keys with scopes ['admin'], or `temper admin "
+                f"keys create <team id> --admin`), or rotate this one (POST /v1/keys/{leaving.id}/rotate)",
+                details={"key_id": str(leaving.id), "reason": "last_admin_key"},
+            )
 
     def rotate_key(self, key_id: uuid.UUID, grace: timedelta = timedelta(0)) -> IssuedKey:
         """A new secret with the old key's team, name, scope and rate limit; the old key stops

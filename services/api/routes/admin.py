@@ -93,12 +93,14 @@ def create_key(
     "/keys/{key_id}/revoke",
     response_model=schemas.ApiKey,
     operation_id="keys_revoke",
-    responses=errors(403, 404, 422),
+    responses=errors(403, 404, 409, 422),
 )
 def revoke_key(
     key_id: uuid.UUID, session: SessionDep, settings: SettingsDep, _: AdminDep, audit: AuditorDep
 ) -> object:
-    """Revoke a key now (also one in a rotation's grace period): every later request with it is a 401."""
+    """Revoke a key now (also one in a rotation's grace period): every later request with it is a 401.
+
+    The last admin key with no revocation scheduled cannot be revoked (409): issue another first."""
     key = _teams(session, settings).revoke_key(key_id)
     audit.record("admin.key.revoke", "api_key", key.id, _key_details(key))
     return key
