@@ -1,4 +1,5 @@
-"""The client's retry policy and error typing, against scripted answers (httpx.MockTransport).
+"""The client's retry policy and error typing, against scripted answers (httpx.MockTransport, which
+stands in for the API: these answers are hard to get from a real server on demand).
 
 What a user relies on: a refused-before-work answer (503, 429 with Retry-After) is retried after
 the wait the server asked for; a request that may have done work (a POST without an
@@ -15,63 +16,15 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
-
+from scripted import JOB, Script, error
 from temper_client import (
     ApiUnreachable,
     InvalidInput,
     NotFound,
     QuotaExceeded,
-    RetryPolicy,
     ServerError,
     ServiceUnavailable,
-    Temper,
 )
-
-JOB = {
-    "id": "8b1f4c3e-0d5a-4c47-9a3f-2b6e1d7c9a10",
-    "name": None,
-    "status": "queued",
-    "stage": None,
-    "attempt": 0,
-    "completed_stages": [],
-    "progress": {},
-    "latest_metrics": {},
-    "error": None,
-    "spec": {},
-    "result": {},
-    "created_at": "2026-11-02T10:00:00Z",
-    "updated_at": "2026-11-02T10:00:00Z",
-}
-
-
-def error(status: int, code: str, message: str, details: object = None, **headers: str) -> httpx.Response:
-    body = {"error": {"code": code, "message": message, **({"details": details} if details else {})}}
-    return httpx.Response(status, json=body, headers=headers)
-
-
-class Script:
-    """Answers in order, and what was asked."""
-
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-        self.waits: list[float] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def client(self, **retry: float) -> Temper:
-        return Temper(
-            "http://temper.test",
-            "tmp_test_key",
-            transport=httpx.MockTransport(self),
-            retry=RetryPolicy(**retry),  # type: ignore[arg-type]
-            sleep=self.waits.append,
-        )
 
 
 def test_a_503_is_retried_after_the_seconds_the_server_asked_for() -> None:
