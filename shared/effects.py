@@ -40,9 +40,12 @@ class ProcessEffects:
     store: ObjectStore
     model_repository: ObjectStore | None = None
     triton_url: str | None = None
-    # Runs one dispatch pass in its own transaction; set once the process's session factory exists
-    # (`shared.jobs.dispatch.dispatch_in`). Without it, celery beat's tick dispatches.
+    # Runs one dispatch pass in its own transaction, or waits for one, before returning; set once
+    # the process's session factory exists (a worker: `shared.jobs.dispatch.dispatch_in`; an API
+    # process: its `DispatchLoop.request_and_wait`). Without it, celery beat's tick dispatches.
     dispatch: Callable[[], object] | None = None
+    # Asks for a pass without waiting for it (`DispatchJobs(wait=False)`); unset, `dispatch` runs.
+    dispatch_soon: Callable[[], object] | None = None
 
     def run(self, effects: Sequence[Effect]) -> None:
         for effect in effects:
@@ -56,6 +59,8 @@ class ProcessEffects:
 
     def _run_one(self, effect: Effect) -> None:
         match effect:
+            case DispatchJobs(wait=False) if self.dispatch_soon is not None:
+                self.dispatch_soon()
             case DispatchJobs():
                 if self.dispatch is not None:
                     self.dispatch()

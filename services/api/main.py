@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import re
 import time
@@ -37,7 +36,8 @@ from services.api.routes.models import LocalRunners
 from shared.db.session import create_db_engine, create_session_factory
 from shared.effects import ProcessEffects
 from shared.errors import Conflict
-from shared.jobs.dispatch import DispatchPolicy, dispatch_in
+from shared.jobs.dispatch import DispatchPolicy
+from shared.jobs.dispatch_loop import process_dispatch_loop
 from shared.observability import HTTP_LATENCY, HTTP_REQUESTS, configure_logging
 from shared.queue import create_celery_app
 from shared.redaction import Redactor
@@ -143,7 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.session_factory = create_session_factory(engine, effects)
         policy = DispatchPolicy.from_settings(settings)
-        effects.dispatch = functools.partial(dispatch_in, app.state.session_factory, policy)
+        # One thread runs this process's dispatch passes, one pass for every commit made meanwhile.
+        app.state.dispatch_loop = process_dispatch_loop(app.state.session_factory, policy).start()
+        effects.dispatch = app.state.dispatch_loop.request_and_wait
+        effects.dispatch_soon = app.state.dispatch_loop.request
         app.state.rate_limiter, redis_client = _rate_limiter(settings)
         app.state.local_runners = LocalRunners(settings.work_dir / "serving")
         app.state.generation_runners = LocalGenerationRunners(settings.work_dir / "serving")
@@ -155,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
+        app.state.dispatch_loop.close()
         if redis_client is not None:
             redis_client.close()
         engine.dispose()

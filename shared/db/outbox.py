@@ -75,7 +75,13 @@ class DeliverWebhook:
 
 @dataclass(frozen=True)
 class DispatchJobs:
-    """Run a dispatch pass (`shared.jobs.dispatch`): a job was queued, a slot freed, a quota moved."""
+    """Run a dispatch pass (`shared.jobs.dispatch`): a job was queued, a slot freed, a quota moved.
+
+    `wait`: whoever committed waits for the pass before answering, so that its caller's next read
+    sees the admission (a submit, a quota change). False where the pass may admit many jobs and the
+    answer must not wait for them (resuming a paused queue)."""
+
+    wait: bool = True
 
 
 Effect = (

@@ -10,9 +10,10 @@ jobs, ties going to the team served least recently: two teams flooding the queue
 third team's single job takes the very next free slot. A team at its quota is passed over and its
 jobs wait with a reason: its concurrent-jobs limit, or the GPU-hours it spent in the quota period
 (the hours its jobs held a slot). Passes run after every commit that can change the answer (a
-submit, a job ending, a quota change; the `DispatchJobs` effect) and on celery beat's tick, which
-also catches a quota period rolling over. Passes are serialized by updating the one
-`dispatch_state` row first, so two processes never hand out the same slot.
+submit, a job ending, a quota change; the `DispatchJobs` effect; an API process coalesces them in
+`shared.jobs.dispatch_loop`) and on celery beat's tick, which also catches a quota period rolling
+over. Passes are serialized by updating the one `dispatch_state` row first, so two processes never
+hand out the same slot.
 """
 
 from __future__ import annotations
@@ -108,9 +109,9 @@ class Dispatcher:
 
     # Admission -------------------------------------------------------------------------------------
 
-    def run_pass(self, now: datetime | None = None) -> list[uuid.UUID]:
-        """Admit queued jobs while slots are free; returns the admitted job ids (their validate
-        tasks are sent after the commit)."""
+    def run_pass(self, now: datetime | None = None, limit: int | None = None) -> list[uuid.UUID]:
+        """Admit queued jobs while slots are free, at most `limit` of them; returns the admitted
+        job ids (their validate tasks are sent after the commit)."""
         now = now or utcnow()
         # Most passes find nothing to do (a paused queue, every slot busy): they answer from a plain
         # read and write nothing, so that submits under load do not queue behind the lock.
@@ -124,6 +125,8 @@ class Dispatcher:
             return []
         usage = {team.team_id: team for team in self.usage(self._waiting_teams(), now)}
         admitted: list[uuid.UUID] = []
+        if limit is not None:
+            free = min(free, limit)
         while free > 0:
             eligible = [team for team in usage.values() if team.waiting > 0 and team.blocked is None]
             if not eligible:
@@ -279,7 +282,8 @@ class Dispatcher:
         state.paused = paused
         state.paused_reason = reason if paused else None
         if not paused:
-            outbox(self.session).add(DispatchJobs())
+            # Thousands may be waiting: the answer does not wait for the passes that admit them.
+            outbox(self.session).add(DispatchJobs(wait=False))
         return state
 
     def set_quota(
@@ -371,7 +375,9 @@ def _turn_order(team: TeamUsage) -> tuple[int, float, float]:
     return (team.running, last, oldest)
 
 
-def dispatch_in(session_factory: sessionmaker[Session], policy: DispatchPolicy) -> list[uuid.UUID]:
+def dispatch_in(
+    session_factory: sessionmaker[Session], policy: DispatchPolicy, limit: int | None = None
+) -> list[uuid.UUID]:
     """One dispatch pass in its own transaction (the `DispatchJobs` effect, celery beat's tick)."""
     with session_scope(session_factory) as session:
-        return Dispatcher(session, policy).run_pass()
+        return Dispatcher(session, policy).run_pass(limit=limit)

@@ -296,7 +296,13 @@ def test_queue_pause_resume_and_quotas(admin: Temper, team: Temper, tmp_path: Pa
     assert (quota.max_concurrent_jobs, quota.gpu_hours_per_period, quota.waiting) == (2, 5, 1)
     assert admin.queue.quota(team_id).gpu_hours_per_period == 5
     assert not admin.queue.resume().paused
+    # The resume answers before the dispatch pass that admits the job (run by the API's dispatch
+    # thread right after): wait for it rather than assume it.
+    deadline = time.monotonic() + 30
     started = team.jobs.get(job.id)
+    while started.admitted_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        started = team.jobs.get(job.id)
     assert (
         started.admitted_at is not None and started.queue is not None and started.queue.reason == "starting"
     )
