@@ -69,13 +69,13 @@ def plan_training(
 ) -> TrainingPlan:
     """Steps as `transformers.Trainer` counts them: batches per epoch, optimizer steps per epoch
     (a last partial accumulation counts), epochs rounded up to a whole step."""
-    batches = math.ceil(train_rows / hyperparameters.batch_size)
+    batches = math.ceil(train_rows / hyperparameters.per_device_batch())
     accumulation = hyperparameters.gradient_accumulation_steps
     steps_per_epoch = max(math.ceil(batches / accumulation), 1)
     tokens_per_epoch = round(train_rows * mean_tokens_per_row)
     return TrainingPlan(
         train_rows=train_rows,
-        batch_size=hyperparameters.batch_size,
+        batch_size=hyperparameters.per_device_batch(),
         gradient_accumulation_steps=accumulation,
         epochs=hyperparameters.epochs,
         steps_per_epoch=steps_per_epoch,
@@ -312,10 +312,12 @@ def estimate_memory(
     worker_class: WorkerClass,
     causal_lm: bool,
 ) -> MemoryEstimate:
-    """Peak memory of the train stage on one worker of `worker_class` (device memory on a GPU)."""
+    """Peak memory of the train stage on one worker of `worker_class` (device memory on a GPU).
+
+    The batch must be a number: an "auto" batch is resolved first (`shared.jobs.memory_fit`)."""
     total = parameters.total
     trainable = trainable_parameters(architecture, parameters, method, hyperparameters)
-    batch, length = hyperparameters.batch_size, max(1, longest_row_tokens)
+    batch, length = hyperparameters.per_device_batch(), max(1, longest_row_tokens)
     hidden, layers, heads = (
         architecture.hidden_size,
         architecture.layers,

@@ -159,6 +159,7 @@ class JobSpec(BaseModel):
         if self.publish is not None and self.export is None:
             self.export = ExportSpec()
         if self.task == "causal-lm":
+            self.hyperparameters.default_to_auto_batch()
             self._check_causal_lm()
         else:
             self._check_classification()

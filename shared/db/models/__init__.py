@@ -9,6 +9,7 @@ from shared.db.models.registry import ModelPromotion, ModelVersion, RegisteredMo
 from shared.db.models.study import Study, StudyVariant
 from shared.db.models.team import ApiKey, Team
 from shared.db.models.webhook import WebhookDelivery, WebhookEndpoint
+from shared.db.models.worker import Worker
 
 __all__ = [
     "ApiKey",
@@ -28,4 +29,5 @@ __all__ = [
     "Team",
     "WebhookDelivery",
     "WebhookEndpoint",
+    "Worker",
 ]

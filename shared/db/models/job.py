@@ -89,6 +89,13 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     admitted_at: Mapped[datetime | None] = mapped_column()
     worker_seconds: Mapped[float | None] = mapped_column(sa.Float())
 
+    # Memory (`shared.jobs.memory_watch`): the largest a stage process of this job was seen to use
+    # (its resident set, or its cgroup's usage when it has one to itself), and what the running
+    # stage's watch knows: where it runs, its limit, the cgroup's OOM-kill count when it started,
+    # the stage's own estimate. Read when a stage comes back after its worker process died.
+    peak_memory_bytes: Mapped[int | None] = mapped_column(sa.BigInteger())
+    memory_watch: Mapped[dict[str, Any] | None] = mapped_column()
+
 
 class JobEvent(Base):
     """One thing that happened to a job: a transition, a progress report, a checkpoint, a log line."""
