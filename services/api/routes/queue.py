@@ -104,12 +104,18 @@ def get_quota(team_id: uuid.UUID, session: SessionDep, settings: SettingsDep, _:
     responses=errors(403, 404, 422),
 )
 def set_quota(
-    team_id: uuid.UUID, body: schemas.QuotaUpdate, session: SessionDep, settings: SettingsDep, _: AdminDep
+    team_id: uuid.UUID,
+    body: schemas.QuotaUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: AdminDep,
+    audit: AuditorDep,
 ) -> object:
     """Set a team's quotas; null means the deployment's default. Jobs a raised quota lets through
     start at once."""
     usage = _dispatcher(session, settings).set_quota(
         team_id, body.max_concurrent_jobs, body.gpu_hours_per_period
     )
+    audit.record("admin.quota.set", "team", team_id, body.model_dump())
     team = TeamRepository(session).get(team_id)
     return _quota_view(usage, team.name if team else "?")

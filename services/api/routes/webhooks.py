@@ -126,6 +126,12 @@ def list_deliveries(
     operation_id="webhooks_test",
     responses=errors(403, 404, 422),
 )
-def send_test_event(endpoint_id: uuid.UUID, session: SessionDep, principal: WriteDep) -> object:
+def send_test_event(
+    endpoint_id: uuid.UUID, session: SessionDep, principal: WriteDep, audit: AuditorDep
+) -> object:
     """Send a `webhook.test` event to the endpoint now (signed and retried like any other)."""
-    return WebhookService(session).send_test(principal.team_id, endpoint_id)
+    delivery = WebhookService(session).send_test(principal.team_id, endpoint_id)
+    # Audited like any change: a test event makes Temper send a signed request to a URL of the
+    # caller's choosing, which is worth knowing about when an endpoint is misused.
+    audit.record("webhook.test", "webhook", endpoint_id, {"delivery_id": str(delivery.id)})
+    return delivery
