@@ -1,6 +1,6 @@
 """Temper's settings: one object, read from `TEMPER_*` environment variables.
 
-With nothing set, Temper runs embedded: SQLite, a filesystem broker, a local object-store directory
+With nothing set, Temper runs embedded: SQLite, a SQLite broker, a local object-store directory
 and a local model repository, all under `./var/`. Production is chosen by URLs (Postgres, Redis,
 MinIO), and then placeholder secrets are refused.
 """
@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     # the broker is Redis (shared by every API process), in the process otherwise.
     rate_limit_per_minute: int = Field(600, ge=0)
     rate_limit_burst: int = Field(100, ge=1)
+    # Requests with a missing or bad API key, per client address: after a burst of
+    # `auth_failure_burst` they are answered 429 at `auth_failures_per_minute` (0 turns this off).
+    # The address is the ASGI client's: behind a proxy, uvicorn's --forwarded-allow-ips
+    # (FORWARDED_ALLOW_IPS) names the proxies whose X-Forwarded-For it trusts (deploy/README.md).
+    auth_failures_per_minute: int = Field(10, ge=0)
+    auth_failure_burst: int = Field(20, ge=1)
     # Whether the deployment has GPU workers on the train queue: GPU-only methods (qlora) are
     # refused at submit without them, instead of failing in the train stage.
     gpu_workers: bool = False
@@ -88,6 +94,14 @@ class Settings(BaseSettings):
     estimate_cpu_flops: float = Field(5e10, gt=0)
     estimate_gpu_flops: float = Field(2e14, gt=0)
     train_worker_memory_gib: float | None = Field(None, gt=0)
+    # Memory (`shared.jobs.memory_fit`): a job is refused at submit, or fails before training, when
+    # its estimated peak plus `memory_safety_margin` (a share of it) fits no train worker; workers
+    # advertise their memory every `worker_advertise_interval` and count for `worker_stale_after`
+    # after; submit reads them at most every `worker_capacity_cache`.
+    memory_safety_margin: float = Field(0.2, ge=0.0, le=2.0)
+    worker_advertise_interval: timedelta = timedelta(seconds=30)
+    worker_stale_after: timedelta = timedelta(minutes=2)
+    worker_capacity_cache: timedelta = timedelta(seconds=5)
 
     presigned_url_expiry: timedelta = timedelta(hours=1)
     # A stage that hits a transient error (store, broker or database out of reach) is retried after
@@ -177,10 +191,18 @@ class Settings(BaseSettings):
 
     @property
     def resolved_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        # The embedded broker: kombu's SQLAlchemy transport on a SQLite file of its own, made fit
+        # for several processes by `shared.embedded_broker` (which registers the name).
+        return self.broker_url or f"temper-sqlite+sqlite:///{self.embedded_broker_path}"
+
+    @property
+    def embedded_broker_path(self) -> Path:
+        return self.data_root / "broker.sqlite"
 
     @property
     def broker_directory(self) -> Path:
+        """The folder of the filesystem broker the embedded default used before: messages a
+        worker finds there are moved into the SQLite broker (`shared.embedded_broker`)."""
         return self.data_root / "broker"
 
     @property

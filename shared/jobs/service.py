@@ -23,6 +23,7 @@ from shared.db.models import BaseModelEntry, Checkpoint, Dataset, Job, JobEvent,
 from shared.db.outbox import AdvanceStudy, DispatchJobs, EnqueueStage, outbox
 from shared.db.pagination import decode_cursor, encode_cursor
 from shared.errors import IllegalTransition, InvalidInput, NotFound
+from shared.jobs.memory_fit import check_fits_a_worker
 from shared.jobs.repository import JobRepository
 from shared.jobs.results import StageResult, TrainResult
 from shared.jobs.spec import DATASET_TASK_OF, JobSpec
@@ -164,6 +165,7 @@ class JobService:
                 f"base model '{spec.base_model}' is for '{base_model.task_family}', not '{spec.task}'",
             )
         self._check_method(spec, base_model.model_type)
+        check_fits_a_worker(self.session, spec, base_model)
         train = self._dataset(team_id, spec.train_dataset_id, "train_dataset_id", spec.task)
         validation = (
             self._dataset(team_id, spec.validation_dataset_id, "validation_dataset_id", spec.task)
