@@ -25,4 +25,8 @@ export TOKENIZERS_PARALLELISM=false
 # kubernetes-validate --strict).
 ./scripts/check_deploy.sh
 
+# The SDK alone: its wheel in a fresh venv (3.11 and 3.12) with its own tests. Before the main suite,
+# whose pytest summary must be the last one printed.
+./scripts/test_sdk.sh
+
 exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"
