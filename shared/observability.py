@@ -76,6 +76,13 @@ ADMISSION_WAIT = Histogram(
     buckets=(0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600),
 )
 
+AUTH_FAILURES = Counter(
+    "temper_auth_failures_total",
+    "Requests with a missing, malformed, unknown or revoked API key: answered 401 (rejected) or, once "
+    "the client address is over its failure budget, 429 (rate_limited)",
+    ["outcome"],
+)
+
 TRITON_RELOADS = Counter(
     "temper_triton_reloads_total",
     "Production model sets the reconciler loaded again on Triton (after a restart or a drift)",

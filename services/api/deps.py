@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request, Security
+from fastapi import BackgroundTasks, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from sqlalchemy.orm import Session
 
+from services.api.auth_failures import client_address, record_key_use, refuse_failed_authentication
 from services.api.ratelimit import RateLimiter
 from shared.audit.service import Actor, Auditor
+from shared.db.base import utcnow
 from shared.db.session import session_scope
 from shared.errors import Forbidden, InvalidInput, NotAuthenticated, RateLimited
 from shared.settings import Settings
@@ -78,7 +80,11 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme
 
 
 def get_principal(
-    request: Request, session: SessionDep, settings: SettingsDep, credentials: BearerDep
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: BearerDep,
+    background: BackgroundTasks,
 ) -> Principal:
     # FastAPI caches a dependency per request by (callable, security scopes), so a route that takes
     # both a scope check and the auditor would authenticate (and count against the rate limit)
@@ -86,12 +92,20 @@ def get_principal(
     known: Principal | None = getattr(request.state, "principal", None)
     if known is not None:
         return known
-    if credentials is None or not credentials.credentials.strip():
-        raise NotAuthenticated("send 'Authorization: Bearer <api key>'")
-    token = credentials.credentials.strip()
-    principal = TeamService(session, settings.api_key_pepper.get_secret_value()).authenticate(token)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    try:
+        if credentials is None or not credentials.credentials.strip():
+            raise NotAuthenticated("send 'Authorization: Bearer <api key>'")
+        token = credentials.credentials.strip()
+        principal = TeamService(session, settings.api_key_pepper.get_secret_value()).authenticate(token)
+    except NotAuthenticated as refused:
+        refuse_failed_authentication(limiter, settings, client_address(request), refused)
+        raise
     request.state.principal = principal
-    _check_rate_limit(request.app.state.rate_limiter, settings, principal)
+    _check_rate_limit(limiter, settings, principal)
+    if principal.use_is_due(utcnow()):
+        # After the answer is sent, and at most once a minute a key: never a write per request.
+        background.add_task(record_key_use, request.app.state.session_factory, principal.key_id)
     return principal
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -44,6 +45,20 @@ class TeamRepository:
     def list_keys(self, team_id: uuid.UUID) -> builtins.list[ApiKey]:
         query = sa.select(ApiKey).where(ApiKey.team_id == team_id).order_by(ApiKey.created_at)
         return list(self.session.scalars(query))
+
+    def touch_key(self, key_id: uuid.UUID, now: datetime, unless_since: datetime) -> bool:
+        """Set the key's last use to `now` unless it was already set at or after `unless_since`: one
+        conditional UPDATE, so that API processes racing on a busy key write it once between them."""
+        query = (
+            sa.update(ApiKey)
+            .where(
+                ApiKey.id == key_id,
+                sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < unless_since),
+            )
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return self.session.execute(query).rowcount > 0  # type: ignore[attr-defined]
 
     def active_admin_key_ids(self) -> builtins.list[uuid.UUID]:
         """Admin keys with no revocation at all, not even one due at the end of a grace period.

@@ -7,7 +7,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,10 @@ from shared.teams.repository import TeamRepository
 from shared.teams.scopes import Scope, allows
 
 KEY_SCHEME = "tmp"
+# A key's `last_used_at` is written at most this often: it says whether and when a key is in use
+# (for an admin deciding what to revoke), which needs no finer grain than this, and a write on every
+# request would put a database write on every read.
+KEY_USE_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,12 @@ class Principal:
     key_prefix: str
     scope: str
     rate_limit_per_minute: int | None = None
+    # When the key's use was last recorded (at the time it was authenticated).
+    last_used_at: datetime | None = None
+
+    def use_is_due(self, now: datetime) -> bool:
+        """Whether this request's use of the key should be recorded (the last one is stale)."""
+        return self.last_used_at is None or self.last_used_at < now - KEY_USE_RESOLUTION
 
     @property
     def is_admin(self) -> bool:
@@ -72,6 +82,7 @@ class TeamService:
             key_prefix=key.prefix,
             scope=key.scope,
             rate_limit_per_minute=key.rate_limit_per_minute,
+            last_used_at=key.last_used_at,
         )
 
     def create_team(self, name: str, max_concurrent_jobs: int | None = None) -> Team:
@@ -173,3 +184,12 @@ class TeamService:
         if existing is None:
             self.issue_key(team.id, "bootstrap admin", scope=Scope.ADMIN, plaintext=plaintext)
         return self.authenticate(plaintext)
+
+
+def record_key_use(session: Session, key_id: uuid.UUID, now: datetime | None = None) -> bool:
+    """Record that the key was used now, unless a use within KEY_USE_RESOLUTION is recorded already.
+
+    A function, not a TeamService method: it needs no pepper, and the API calls it after the answer.
+    """
+    now = now or utcnow()
+    return TeamRepository(session).touch_key(key_id, now, now - KEY_USE_RESOLUTION)
