@@ -200,7 +200,9 @@ def check_fits_a_worker(session: Session, spec: JobSpec, base_model: BaseModelEn
             best = (worker.capacity_bytes, worker, estimate)
     assert best is not None
     capacity, worker, estimate = best
-    raise memory_refusal(spec, hyperparameters, estimate, policy, worker.name, capacity, worker_class_of(worker))
+    raise memory_refusal(
+        spec, hyperparameters, estimate, policy, worker.name, capacity, worker_class_of(worker)
+    )
 
 
 def memory_refusal(
@@ -215,7 +217,8 @@ def memory_refusal(
     needed = policy.needed_bytes(estimate)
     what = "device memory" if worker_class == "gpu" else "memory"
     changes = [
-        "lower hyperparameters.batch_size" + ("" if spec.hyperparameters.auto_batch else " (or set it to 'auto')"),
+        "lower hyperparameters.batch_size"
+        + ("" if spec.hyperparameters.auto_batch else " (or set it to 'auto')"),
         "lower hyperparameters.max_seq_length",
     ]
     if not hyperparameters.gradient_checkpointing:

@@ -88,6 +88,18 @@ class ValidationResult(StageResult):
     tokenizer_fit: TokenizerFit | None = None
 
 
+class AutoBatch(BaseModel):
+    """What a batch size of "auto" resolved to on the worker that trained (`shared.jobs.stages.memory`)."""
+
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    global_batch_size: int
+    estimated_peak_bytes: int
+    needed_bytes: int
+    available_bytes: int
+    worker_class: Literal["cpu", "gpu"]
+
+
 class TrainResult(StageResult):
     key: ClassVar[str] = "train"
 
@@ -110,6 +122,8 @@ class TrainResult(StageResult):
     chat_template: str | None = None
     model_prefix: str | None = None
     adapter_prefix: str | None = None
+    # Set when the spec's batch size was "auto".
+    auto_batch: AutoBatch | None = None
 
     @property
     def has_model(self) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -26,6 +26,7 @@ from shared.datasets.repository import DatasetRepository
 from shared.db.models import Dataset, Job
 from shared.db.session import session_scope
 from shared.errors import StageError
+from shared.jobs import memory_watch
 from shared.jobs.layout import JobLayout
 from shared.jobs.repository import JobRepository
 from shared.jobs.results import StageResult, TrainResult
@@ -132,7 +133,14 @@ class JobRun:
         with self._job(for_update=True) as (service, job):
             if job is None:
                 return "skip"
-            decision = service.start_stage(job, self.stage, task_id, self.ctx.settings.heartbeat_timeout)
+            decision = service.start_stage(
+                job,
+                self.stage,
+                task_id,
+                self.ctx.settings.heartbeat_timeout,
+                max_attempts=self.ctx.settings.max_stage_attempts,
+                watch=memory_watch.snapshot(),
+            )
         self.task_id = task_id
         return decision
 
@@ -315,13 +323,27 @@ class JobRun:
             assert job is not None
             service.log(job, message, data)
 
-    def heartbeat(self) -> bool:
-        """Say this run is alive; False once the job is gone or another task holds the stage."""
+    def heartbeat(self, peak_memory_bytes: int | None = None) -> bool:
+        """Say this run is alive (with its peak memory so far); False once the job is gone or
+        another task holds the stage."""
         with self._job() as (service, job):
             if job is None or not self._owns(job):
                 return False
-            service.heartbeat(job)
+            service.heartbeat(job, peak_memory_bytes)
             return True
+
+    def note_memory(self, figures: dict[str, Any]) -> None:
+        """Add this stage's own memory figures (its estimate) to the job's memory watch."""
+        with self._job() as (service, job):
+            assert job is not None
+            service.note_memory_watch(job, figures)
+
+    def resolve_spec(self, spec: JobSpec, message: str, data: dict[str, Any]) -> None:
+        """Store the spec as it runs from here on (an "auto" batch resolved)."""
+        with self._job() as (service, job):
+            assert job is not None
+            service.resolve_spec(job, spec, message, data)
+        self.__dict__["inputs"] = replace(self.inputs, spec=spec)
 
     @contextmanager
     def registry(self) -> Iterator[RegistryService]:

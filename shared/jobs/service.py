@@ -23,6 +23,7 @@ from shared.db.models import BaseModelEntry, Checkpoint, Dataset, Job, JobEvent,
 from shared.db.outbox import AdvanceStudy, DispatchJobs, EnqueueStage, outbox
 from shared.db.pagination import decode_cursor, encode_cursor
 from shared.errors import IllegalTransition, InvalidInput, NotFound
+from shared.jobs import memory_watch
 from shared.jobs.memory_fit import check_fits_a_worker
 from shared.jobs.repository import JobRepository
 from shared.jobs.results import StageResult, TrainResult
@@ -277,7 +278,13 @@ class JobService:
     # Stages (the run handle calls these, one short transaction each) -----------------------------
 
     def start_stage(
-        self, job: Job, stage: str, task_id: str | None, heartbeat_timeout: timedelta | None = None
+        self,
+        job: Job,
+        stage: str,
+        task_id: str | None,
+        heartbeat_timeout: timedelta | None = None,
+        max_attempts: int | None = None,
+        watch: dict[str, Any] | None = None,
     ) -> StartDecision:
         """Take the job for `stage`, whatever happened before: a first run, a re-run after a worker
         died or a transient error, a cancel that came first, or work already done.
@@ -285,7 +292,13 @@ class JobService:
         A second task for a stage that another task holds with a heartbeat younger than
         `heartbeat_timeout` is a duplicate (the reaper re-sent a stage whose first message turned
         up after all) and skips. The same task delivered again is a re-run: the broker gives a task
-        back only when the worker that had it died."""
+        back only when the worker that had it died.
+
+        Every re-run counts an attempt however it came back (a redelivery after its process was
+        killed, a re-send by the reaper); past `max_attempts` the job fails instead, with
+        `out_of_memory` when the kernel killed the stage for memory (`shared.jobs.memory_watch`,
+        from `watch`: where this run starts and its cgroup's OOM-kill count) and `worker_lost`
+        otherwise. A stage handed back by a worker shutting down is not a failed attempt."""
         status = STAGE_STATUS[stage]
         current = JobStatus(job.status)
         if current in TERMINAL:
@@ -303,13 +316,34 @@ class JobService:
             return "skip"
         if job.running_stage == stage and self._held_by_another_task(job, task_id, heartbeat_timeout):
             return "skip"
+        previous = dict(job.memory_watch or {})
+        now = dict(watch or {})
         if job.running_stage == stage:
             # The same stage again: its earlier run died or gave the task back. It resumes from
             # what it left behind.
             job.attempt += 1
-            self.log(job, f"{stage} restarted (attempt {job.attempt})", data={"attempt": job.attempt})
+            oom_killed = watch is not None and memory_watch.oom_killed_since(previous, now)
+            failed = int(previous.get("failed_runs", 0)) + (0 if previous.get("handed_back") else 1)
+            oom_kills = int(previous.get("oom_kills_seen", 0)) + int(oom_killed)
+            if max_attempts is not None and failed >= max_attempts:
+                code, message = memory_watch.gave_up_message(
+                    stage, failed, previous, job.peak_memory_bytes, oom_kills
+                )
+                self.fail_stage(job, stage, code, message)
+                return "skip"
+            how = " after an OOM kill" if oom_killed else ""
+            self.log(
+                job,
+                f"{stage} restarted (attempt {job.attempt}){how}",
+                data={"attempt": job.attempt, **({"oom_killed": True} if oom_killed else {})},
+            )
+            now.update(failed_runs=failed, oom_kills_seen=oom_kills)
+            # The estimate stays until the new run makes its own.
+            if "estimate_bytes" in previous:
+                now.setdefault("estimate_bytes", previous["estimate_bytes"])
         else:
             job.attempt = max(job.attempt, 1)
+        job.memory_watch = {**now, "stage": stage}
         job.running_stage = stage
         job.task_id = task_id
         job.heartbeat_at = utcnow()
@@ -329,8 +363,10 @@ class JobService:
         if JobStatus(job.status) == JobStatus.CANCELLING:
             self.transition(job, JobStatus.CANCELLED, message=f"cancelled during {stage}")
             return
-        # The stage stays taken (its re-run counts as a restart) but no task owns it any more.
+        # The stage stays taken (its re-run counts as a restart, not as a failed attempt) but no
+        # task owns it any more.
         job.task_id = None
+        job.memory_watch = {**(job.memory_watch or {}), "handed_back": True}
         self.log(job, message, data=data)
         outbox(self.session).add(EnqueueStage(job.id, stage, team_id=job.team_id))
 
@@ -374,8 +410,22 @@ class JobService:
         # Fields left unset are left out, so the document shows what the stage actually produced.
         job.result = {**job.result, result.key: result.model_dump(mode="json", exclude_none=True)}
 
-    def heartbeat(self, job: Job) -> None:
+    def heartbeat(self, job: Job, peak_memory_bytes: int | None = None) -> None:
         job.heartbeat_at = utcnow()
+        if peak_memory_bytes is not None:
+            self.record_peak_memory(job, peak_memory_bytes)
+
+    def record_peak_memory(self, job: Job, peak_memory_bytes: int) -> None:
+        job.peak_memory_bytes = max(job.peak_memory_bytes or 0, peak_memory_bytes)
+
+    def note_memory_watch(self, job: Job, figures: dict[str, Any]) -> None:
+        """Add the running stage's own figures (its estimate) to what its watch knows."""
+        job.memory_watch = {**(job.memory_watch or {}), **figures}
+
+    def resolve_spec(self, job: Job, spec: JobSpec, message: str, data: dict[str, Any]) -> None:
+        """Store the spec as it runs (a batch of "auto" resolved), with an event saying what changed."""
+        job.spec = spec.model_dump(mode="json")
+        self.log(job, message, data=data)
 
     # Progress, metrics and checkpoints (written by workers) ---------------------------------------
 

@@ -14,7 +14,7 @@ from shared.text import Text
 
 # The batch the optimizer sees when `batch_size` is "auto" and the spec names no global batch.
 DEFAULT_GLOBAL_BATCH_SIZE = 16
-AUTO_BATCH = "auto"
+AUTO_BATCH: Literal["auto"] = "auto"
 
 # What ONNX Runtime GenAI builds a causal LM to for CPU serving.
 GenAIPrecision = Literal["fp32", "int4"]
@@ -74,7 +74,10 @@ class Hyperparameters(BaseModel):
     def _batch_consistent(self) -> Hyperparameters:
         batch = self.batch_size
         if batch == AUTO_BATCH:
-            if "gradient_accumulation_steps" in self.model_fields_set and self.gradient_accumulation_steps != 1:
+            if (
+                "gradient_accumulation_steps" in self.model_fields_set
+                and self.gradient_accumulation_steps != 1
+            ):
                 raise ValueError(
                     "gradient_accumulation_steps is chosen by Temper when batch_size is 'auto'; "
                     "set global_batch_size (the rows per optimizer step) instead"
@@ -82,7 +85,10 @@ class Hyperparameters(BaseModel):
             if self.global_batch_size is None:
                 self.global_batch_size = DEFAULT_GLOBAL_BATCH_SIZE
             return self
-        if self.global_batch_size is not None and self.global_batch_size != batch * self.gradient_accumulation_steps:
+        if (
+            self.global_batch_size is not None
+            and self.global_batch_size != batch * self.gradient_accumulation_steps
+        ):
             raise ValueError(
                 f"global_batch_size {self.global_batch_size} is not batch_size {batch} x "
                 f"gradient_accumulation_steps {self.gradient_accumulation_steps}; leave it out, or set "

@@ -38,11 +38,15 @@ class MemoryCgroup:
         return min(real) if real else None
 
     def usage_bytes(self) -> int | None:
-        return _read_int(self.directory / ("memory.usage_in_bytes" if self.version == 1 else "memory.current"))
+        return _read_int(
+            self.directory / ("memory.usage_in_bytes" if self.version == 1 else "memory.current")
+        )
 
     def peak_bytes(self) -> int | None:
         """The group's high-water mark since it was made (v2 needs a 5.19 kernel for memory.peak)."""
-        return _read_int(self.directory / ("memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"))
+        return _read_int(
+            self.directory / ("memory.max_usage_in_bytes" if self.version == 1 else "memory.peak")
+        )
 
     def oom_kills(self) -> int | None:
         """How many processes the kernel's OOM killer has killed in this group; None when the

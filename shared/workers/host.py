@@ -100,7 +100,7 @@ def process_rss_bytes(pid: int | None = None, proc: Path = Path("/proc")) -> tup
 
 
 def _meminfo(path: Path) -> dict[str, int]:
-    """"Name:   123 kB" lines as bytes."""
+    """ "Name:   123 kB" lines as bytes."""
     figures: dict[str, int] = {}
     try:
         lines = path.read_text().splitlines()

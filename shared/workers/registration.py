@@ -34,9 +34,7 @@ class WorkerIdentity:
     hostname: str = socket.gethostname()
 
 
-def advertise(
-    session: Session, identity: WorkerIdentity, resources: HostResources
-) -> Worker:
+def advertise(session: Session, identity: WorkerIdentity, resources: HostResources) -> Worker:
     """Insert or refresh the worker's row (the caller commits)."""
     workers = WorkerRepository(session)
     row = workers.get_by_name(identity.name)
@@ -86,7 +84,9 @@ class Advertiser:
             with session_scope(self.session_factory) as session:
                 advertise(session, self.identity, resources)
         except Exception as exc:  # the next interval is the retry; a stale row only means "not counted"
-            log.warning("worker row not refreshed", worker=self.identity.name, error=f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "worker row not refreshed", worker=self.identity.name, error=f"{type(exc).__name__}: {exc}"
+            )
 
     def _run(self) -> None:
         # CUDA devices do not change while the worker runs: asked once, before the first row.

@@ -31,8 +31,15 @@ from shared.jobs.run import JobRun
 from shared.jobs.stages.context import StageContext
 from shared.jobs.stages.shutdown import WorkerShuttingDown
 from shared.observability import HEARTBEATS, STAGE_DURATION, STAGE_HANDBACKS
+from shared.workers.cgroup import memory_cgroup
+from shared.workers.host import process_rss_bytes
 
 log = structlog.get_logger(__name__)
+
+# How often the heartbeat thread samples memory, and by how much the peak must grow to be written
+# before the next heartbeat.
+MEMORY_SAMPLE_INTERVAL_S = 1.0
+PEAK_WRITE_GROWTH = 0.05
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,31 @@ def run_stage(
     return next_stage
 
 
+class PeakMemory:
+    """The stage process's peak memory, sampled: its own high-water mark (VmHWM, which the kernel
+    keeps, so a spike between two samples is not missed) and, when it runs in a memory cgroup, the
+    group's usage (page cache and the worker's other processes included: what the limit counts).
+    `sample` says whether the peak grew enough to be worth writing before the next heartbeat: a
+    process about to be killed for memory may not live to see it."""
+
+    def __init__(self) -> None:
+        self.cgroup = memory_cgroup()
+        self.peak_bytes = 0
+        self._written = 0
+
+    def sample(self) -> bool:
+        rss = process_rss_bytes()
+        peak = max(self.peak_bytes, rss[1] if rss else 0)
+        usage = self.cgroup.usage_bytes() if self.cgroup is not None else None
+        if usage is not None:
+            peak = max(peak, usage)
+        self.peak_bytes = peak
+        if peak > self._written * (1 + PEAK_WRITE_GROWTH):
+            self._written = peak
+            return True
+        return False
+
+
 @contextmanager
 def _heartbeating(run: JobRun, interval: timedelta) -> Iterator[None]:
     """Write the job's heartbeat every `interval` from a thread while the block runs.
@@ -108,11 +140,17 @@ def _heartbeating(run: JobRun, interval: timedelta) -> Iterator[None]:
     stays away the stage's own writes fail and the transient-error path takes over.
     """
     stop = threading.Event()
+    memory = PeakMemory()
 
     def beat() -> None:
-        while not stop.wait(interval.total_seconds()):
+        next_beat = time.monotonic() + interval.total_seconds()
+        while not stop.wait(min(MEMORY_SAMPLE_INTERVAL_S, interval.total_seconds())):
+            grown = memory.sample()
+            if time.monotonic() < next_beat and not grown:
+                continue
+            next_beat = time.monotonic() + interval.total_seconds()
             try:
-                if not run.heartbeat():
+                if not run.heartbeat(memory.peak_bytes or None):
                     log.warning(
                         "stage taken over by another task; this run's end is not recorded",
                         job_id=str(run.job_id),

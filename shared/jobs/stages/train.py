@@ -20,6 +20,7 @@ from shared.jobs.results import TrainResult
 from shared.jobs.run import JobRun
 from shared.jobs.stages import shutdown
 from shared.jobs.stages.data import base_model_dir, download_model, load_job_rows
+from shared.jobs.stages.memory import fit_to_worker
 from shared.jobs.stages.runner import StageOutcome
 from shared.observability import TRAIN_SAMPLES_PER_SECOND, TRAIN_TOKENS_PER_SECOND
 from shared.pipeline.distill import Distillation
@@ -88,16 +89,18 @@ def run_train(run: JobRun) -> StageOutcome:
     spec = run.spec
     work_dir = run.work_dir("train")
     resume_from = restore_newest_checkpoint(run, work_dir / "checkpoints")
+    model_dir = base_model_dir(run)
+    hyperparameters, auto_batch = fit_to_worker(run, model_dir)
     request = TrainRequest(
         distillation=_distillation(run),
-        base_model_path=base_model_dir(run),
+        base_model_path=model_dir,
         labels=rows.labels,
         train_rows=[TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.train],
         eval_rows=[
             TrainRow(text=row.text, label=row.label, text_pair=row.text_pair) for row in rows.validation
         ],
         method=spec.method,
-        hyperparameters=spec.hyperparameters,
+        hyperparameters=hyperparameters,
         output_dir=work_dir,
         resume_from_checkpoint=resume_from,
     )
@@ -115,6 +118,7 @@ def run_train(run: JobRun) -> StageOutcome:
         trainable_parameters=trained.trainable_parameters,
         total_parameters=trained.total_parameters,
         resumed_from=resume_from.name if resume_from else None,
+        auto_batch=auto_batch,
     )
     return finish_training(run, hooks, result, trained.final_model_dir, trained.adapter_dir, work_dir)
 

@@ -7,6 +7,7 @@ from shared.jobs.results import TrainResult
 from shared.jobs.run import JobRun
 from shared.jobs.stages.causal_lm.data import job_tokenizer, load_conversations, tokenized
 from shared.jobs.stages.data import base_model_dir
+from shared.jobs.stages.memory import fit_to_worker
 from shared.jobs.stages.runner import StageOutcome
 from shared.jobs.stages.train import JobTrainingHooks, finish_training, restore_newest_checkpoint
 from shared.pipeline.sft import SFTRequest, train_causal_lm
@@ -14,12 +15,14 @@ from shared.pipeline.sft import SFTRequest, train_causal_lm
 
 def run_train(run: JobRun) -> StageOutcome:
     spec = run.spec
+    model_dir = base_model_dir(run)
+    hyperparameters, auto_batch = fit_to_worker(run, model_dir)
     conversations = load_conversations(run)
     tokenizer, template_source = job_tokenizer(run)
     work_dir = run.work_dir("train")
     resume_from = restore_newest_checkpoint(run, work_dir / "checkpoints")
     request = SFTRequest(
-        base_model_path=base_model_dir(run),
+        base_model_path=model_dir,
         tokenizer=tokenizer,
         template_source=template_source,
         train_dataset=tokenized(run, "train", conversations.train, tokenizer),
@@ -27,7 +30,7 @@ def run_train(run: JobRun) -> StageOutcome:
         if len(conversations.validation)
         else None,
         method=spec.method,
-        hyperparameters=spec.hyperparameters,
+        hyperparameters=hyperparameters,
         output_dir=work_dir,
         resume_from_checkpoint=resume_from,
     )
@@ -45,6 +48,7 @@ def run_train(run: JobRun) -> StageOutcome:
         trainable_parameters=trained.trainable_parameters,
         total_parameters=trained.total_parameters,
         resumed_from=resume_from.name if resume_from else None,
+        auto_batch=auto_batch,
         packing=trained.packing,
         chat_template=template_source,
     )
