@@ -12,6 +12,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# The SDK (temper-client, its own distribution) that the CLI depends on: what pip needs to resolve it
+# (its version is read from __init__.py); the rest of its code comes after the dependencies.
+COPY clients/python/pyproject.toml clients/python/README.md ./clients/python/
+COPY clients/python/src/temper_client/__init__.py ./clients/python/src/temper_client/
 # torch first, at pyproject's pin, from the CPU index: the same pin from PyPI is a CUDA build with
 # several GB of CUDA libraries that no CPU process uses.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -19,14 +23,15 @@ RUN sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml > /tmp/torch.txt \
     && grep -q '^torch==' /tmp/torch.txt \
     && pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" --requirement /tmp/torch.txt
 # The dependencies as their own layer: an editable install of empty packages, the code comes after.
-RUN mkdir -p services shared temper_client \
-    && touch services/__init__.py shared/__init__.py temper_client/__init__.py \
-    && pip install --no-cache-dir -e .
+# The SDK is named on the same command line because no package index carries temper-client.
+RUN mkdir -p services shared \
+    && touch services/__init__.py shared/__init__.py \
+    && pip install --no-cache-dir -e ./clients/python -e .
 COPY alembic.ini ./
 COPY migrations ./migrations
 COPY shared ./shared
 COPY services ./services
-COPY temper_client ./temper_client
+COPY clients/python/src ./clients/python/src
 
 FROM python:3.11.13-slim-bookworm AS runtime
 # DL3064 takes TOKENIZERS_PARALLELISM (a switch of the tokenizers library) for a secret.
