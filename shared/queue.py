@@ -14,6 +14,7 @@ import structlog
 from celery import Celery
 from kombu import Queue
 
+from shared import embedded_broker
 from shared.settings import Settings
 
 QUEUES = ("default", "train", "evaluate", "export")
@@ -62,6 +63,7 @@ REDIS_VISIBILITY_TIMEOUT_S = 24 * 3600
 
 
 def create_celery_app(settings: Settings) -> Celery:
+    embedded_broker.register()
     app = Celery("temper", broker=settings.resolved_broker_url, set_as_current=False)
     app.conf.update(
         task_queues=[Queue(name) for name in QUEUES],
@@ -79,7 +81,13 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
-    if settings.resolved_broker_url.startswith("filesystem://"):
+    if settings.resolved_broker_url.startswith(embedded_broker.TRANSPORT_NAME + "+"):
+        # The embedded default (`shared.embedded_broker`): its SQLite file sits beside the database.
+        settings.embedded_broker_path.parent.mkdir(parents=True, exist_ok=True)
+        app.conf.broker_transport_options = embedded_broker.transport_options()
+    elif settings.resolved_broker_url.startswith("filesystem://"):
+        # kombu's filesystem transport, only where a deployment names it: it writes each message in
+        # place, and a worker can read a half-written one (see `shared.embedded_broker`).
         folder = settings.broker_directory / "queue"
         processed = settings.broker_directory / "processed"
         folder.mkdir(parents=True, exist_ok=True)

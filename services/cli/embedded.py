@@ -1,4 +1,4 @@
-"""The embedded stack on one machine: SQLite, a filesystem broker, local object store, one worker."""
+"""The embedded stack on one machine: SQLite, a SQLite broker, local object store, one worker."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def worker_process(
     log_level: str = "WARNING",
     with_beat: bool = False,
     queues: str = "default,train,evaluate,export",
+    imports: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on every queue. The embedded default gives it two slots, so
     that a long training task does not block the short tasks queued behind it; `with_beat` runs
@@ -64,7 +65,8 @@ def worker_process(
 
     The worker leads its own process group, so that leaving the block stops all of it: SIGTERM to
     its main process first (a warm shutdown: a training stage saves and hands its job back), then,
-    if it has not exited in time, SIGKILL to the group, pool processes included.
+    if it has not exited in time, SIGKILL to the group, pool processes included. `imports` are
+    more task modules for the worker to load (`celery worker -I`).
     """
     command = [
         sys.executable,
@@ -84,6 +86,7 @@ def worker_process(
         "-l",
         log_level,
         *(["--beat"] if with_beat else []),
+        *(["--include", ",".join(imports)] if imports else []),
     ]
     output = log_path.open("ab") if log_path else None
     process = subprocess.Popen(

@@ -8,8 +8,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 
+from shared import embedded_broker
 from shared.jobs.stages import shutdown
 from shared.jobs.stages.context import StageContext
 from shared.observability import configure_logging
@@ -67,10 +74,38 @@ def _prepare_shutdown_flag(**_: object) -> None:
     shutdown.prepare()
 
 
+@worker_init.connect
+def _adopt_old_broker_messages(**_: object) -> None:
+    # A `var/` from before the SQLite broker may hold messages in the old filesystem broker's folder.
+    embedded_broker.adopt_filesystem_broker(settings, celery_app)
+
+
+@worker_ready.connect
+def _advertise_worker(sender: Any = None, **_: object) -> None:
+    """The main process records the worker in the `workers` table and keeps it fresh from a thread
+    (`shared.workers.registration`): what submit and the dry run judge a job's memory against."""
+    from shared.db.session import create_db_engine, create_session_factory
+    from shared.workers.registration import Advertiser, WorkerIdentity
+
+    controller = getattr(sender, "controller", None)
+    identity = WorkerIdentity(
+        name=str(getattr(sender, "hostname", None) or celery_app.conf.get("worker_name") or "worker"),
+        queues=sorted(celery_app.amqp.queues.consume_from or celery_app.amqp.queues),
+        concurrency=int(getattr(controller, "concurrency", 1) or 1),
+    )
+    engine = create_db_engine(settings.resolved_database_url)
+    advertiser = Advertiser(create_session_factory(engine), identity, settings.worker_advertise_interval)
+    _state["advertiser"] = advertiser
+    advertiser.start()
+
+
 @worker_shutting_down.connect
 def _stop_running_stages(**_: object) -> None:
     """Warm shutdown (SIGTERM): a running training stage saves a checkpoint and hands its job back."""
     shutdown.request()
+    advertiser = _state.get("advertiser")
+    if advertiser is not None:
+        advertiser.stop()
 
 
 @worker_process_init.connect

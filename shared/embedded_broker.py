@@ -1,0 +1,221 @@
+"""The embedded default's Celery broker: kombu's SQLAlchemy transport on a SQLite file.
+
+Why not kombu's `filesystem://` (the embedded broker until now): it writes each message file in
+place, so a worker polling the folder can open a file that is still being written and stop with
+`Unrecoverable error: JSONDecodeError` (seen in a clean CI run). A broker must commit a message
+whole or not at all; SQLite does that, works across processes on one machine with no server, and
+kombu already ships a transport over SQLAlchemy (`sqla+…`). Its stock channel is not enough for
+several processes on one SQLite file, so this module subclasses it:
+
+- The file is in WAL mode (readers never block the writer, and the writer never blocks readers)
+  with `synchronous=NORMAL` (a commit survives any process crash; only an OS crash may lose the
+  last few, which the reaper recovers like any lost message) and a busy timeout, so that the API,
+  beat, a worker and the CLI can send and take at once without "database is locked".
+- A taken message is deleted in the same `BEGIN IMMEDIATE` transaction that takes it. The stock
+  channel only marks it invisible and keeps the row forever; nothing ever makes it visible again,
+  so the row was dead weight. Until it is acknowledged the message lives in the worker, as on
+  every virtual kombu transport: a rejected or restored message (a pool process died with
+  `task_reject_on_worker_lost`, a warm shutdown with `acks_late` tasks unacknowledged) is sent
+  again as a new row marked redelivered. A worker's main process killed outright loses what it
+  had taken, as it did with the filesystem transport: the reaper re-sends such a stage.
+- An idle poll only reads (WAL readers take no lock); the write lock is taken only when a
+  message is there to take. That lets the worker poll every `POLL_INTERVAL_S` without slowing
+  the producers, which keeps submit-to-start short.
+- Engines are made per process (a forked pool process must not reuse its parent's SQLite
+  connections) and the tables are created under a retry, since several processes may open a
+  fresh file at the same moment.
+
+Measured on this 2-CPU machine (`bench/embedded_broker.py`, an idle one-process worker and a
+trivial task; README "Operations"): see the README for the figures and the comparison with an
+atomic write-and-rename filesystem transport, the other way to fix the bug.
+
+Messages a `var/` from before this change left in its broker folder are moved into this transport
+once, when a worker starts (`import_filesystem_messages`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from json import loads
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import structlog
+from celery import Celery
+from kombu import Connection
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
+from kombu.utils.encoding import bytes_to_str
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+TRANSPORT_NAME = "temper-sqlite"
+# How long a process waits for another one's write lock before the operation fails. Writes are
+# single-row transactions that take well under a millisecond; a wait this long means something
+# is wrong, not busy.
+BUSY_TIMEOUT_S = 30.0
+# How often an idle worker looks for a message: the mean extra submit-to-start delay is half of it.
+# An idle poll is a few indexed reads of a small file (no lock), well under a millisecond.
+POLL_INTERVAL_S = 0.02
+
+_engines_lock = threading.Lock()
+_engines: dict[tuple[int, str], tuple[Engine, sessionmaker[Session]]] = {}
+
+
+def embedded_broker_url(path: Path) -> str:
+    return f"{TRANSPORT_NAME}+sqlite:///{path}"
+
+
+def transport_options() -> dict[str, object]:
+    return {"polling_interval": POLL_INTERVAL_S}
+
+
+def _configure_connection(dbapi_connection: Any, _record: object) -> None:
+    # pysqlite would open transactions on its own before DML; in autocommit mode each statement
+    # commits by itself and the channel says BEGIN IMMEDIATE where it needs a transaction.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+class Channel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
+    """kombu's SQLAlchemy channel made fit for several processes on one SQLite file."""
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        self._queue_ids: dict[str, int] = {}
+        super().__init__(connection, **kwargs)
+
+    def _open(self) -> tuple[Engine, sessionmaker[Session]]:
+        url = self.connection.client.hostname
+        key = (os.getpid(), url)
+        with _engines_lock:
+            if key not in _engines:
+                engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+                event.listen(engine, "connect", _configure_connection)
+                _create_tables(engine)
+                _engines[key] = engine, sessionmaker(bind=engine)
+            return _engines[key]
+
+    def _queue_id(self, queue: str) -> int:
+        if queue not in self._queue_ids:
+            self._queue_ids[queue] = int(self._get_or_create(queue).id)
+        return self._queue_ids[queue]
+
+    def _put(self, queue: str, payload: dict[str, Any], **_: Any) -> None:
+        messages = self.message_cls.__table__
+        engine, _ = self._open()
+        with engine.connect() as connection:
+            # One INSERT, committed by itself (autocommit): a message is stored whole or not at all.
+            connection.execute(
+                messages.insert().values(
+                    queue_id=self._queue_id(queue), payload=json.dumps(payload), visible=True, version=1
+                )
+            )
+
+    def _get(self, queue: str) -> dict[str, Any]:
+        messages = self.message_cls.__table__
+        waiting = messages.c.queue_id == self._queue_id(queue)
+        engine, _ = self._open()
+        with engine.connect() as connection:
+            # A plain read first: an idle poll must not take the write lock that producers need.
+            if connection.execute(select(messages.c.id).where(waiting).limit(1)).first() is None:
+                raise Empty()
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    select(messages.c.id, messages.c.payload).where(waiting).order_by(messages.c.id).limit(1)
+                ).first()
+                if row is not None:
+                    connection.execute(messages.delete().where(messages.c.id == row.id))
+                connection.exec_driver_sql("COMMIT")
+            except BaseException:
+                connection.exec_driver_sql("ROLLBACK")
+                raise
+        if row is None:  # another worker took it between the read and the lock
+            raise Empty()
+        result: dict[str, Any] = loads(bytes_to_str(row.payload))
+        return result
+
+
+class Transport(kombu_sqlalchemy.Transport):  # type: ignore[misc]
+    Channel = Channel
+    # Polls are cheap reads; see POLL_INTERVAL_S.
+    polling_interval = POLL_INTERVAL_S
+
+
+def _create_tables(engine: Engine) -> None:
+    """kombu's tables, created once; processes opening a fresh file together may race on it."""
+    for _ in range(5):
+        try:
+            kombu_sqlalchemy.metadata.create_all(engine)
+            return
+        except OperationalError as error:
+            if "already exists" not in str(error) and "locked" not in str(error):
+                raise
+    kombu_sqlalchemy.metadata.create_all(engine)
+
+
+def register() -> None:
+    """Make `temper-sqlite+sqlite:///…` URLs name this transport (in this process)."""
+    TRANSPORT_ALIASES.setdefault(TRANSPORT_NAME, f"{__name__}:Transport")
+
+
+def adopt_filesystem_broker(settings: Settings, app: Celery) -> int:
+    """On the embedded default, move what the old filesystem broker folder holds into this one."""
+    if not settings.is_embedded:
+        return 0
+    with app.connection_for_write() as connection:
+        return import_filesystem_messages(settings.broker_directory / "queue", connection)
+
+
+def import_filesystem_messages(folder: Path, connection: Connection) -> int:
+    """Move the messages kombu's filesystem transport left in `folder` into `connection`'s broker.
+
+    Each file is claimed by renaming it first, so two workers starting together never move one
+    message twice. A file that is not a whole message (the half-written files this transport
+    replaced) is kept aside under `unreadable/` and logged, never sent.
+    """
+    if not folder.is_dir():
+        return 0
+    channel = connection.default_channel
+    moved = 0
+    for path in sorted(folder.glob("*.msg")):
+        claimed = path.with_name(path.name + f".moving-{os.getpid()}")
+        try:
+            path.rename(claimed)
+        except FileNotFoundError:
+            continue  # another process claimed it
+        # kombu names each file `<time>_<uuid>.<queue>.msg`.
+        queue = path.name[: -len(".msg")].split(".", 1)[1]
+        try:
+            payload = json.loads(claimed.read_bytes())
+        except ValueError:
+            unreadable = folder.parent / "unreadable"
+            unreadable.mkdir(exist_ok=True)
+            claimed.rename(unreadable / path.name)
+            log.warning("broker message unreadable, kept aside", path=str(unreadable / path.name))
+            continue
+        put: Callable[[str, dict[str, Any]], None] = channel._put
+        put(queue, payload)
+        claimed.unlink()
+        moved += 1
+    if moved:
+        log.warning(
+            "moved messages from the old filesystem broker into the embedded SQLite broker",
+            messages=moved,
+            folder=str(folder),
+        )
+    return moved
