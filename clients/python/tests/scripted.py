@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from temper_client import RetryPolicy, Temper
 
 JOB: dict[str, Any] = {

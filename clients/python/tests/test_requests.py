@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import temper_client
 from scripted import JOB, Script, sse
+
+import temper_client
 from temper_client import Temper
 from temper_client.types import GenerationEnd, GenerationToken
 

@@ -17,6 +17,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 from scripted import JOB, Script, error
+
 from temper_client import (
     ApiUnreachable,
     InvalidInput,
