@@ -65,6 +65,9 @@ def run_stage(
     if run.start(task_id) == "skip":
         bound.info("job not waiting for this stage; skipping")
         return None
+    # The scratch folder is this run's from now on: a run the stage was taken from, finishing late
+    # on this machine, leaves it alone (every clean below passes the task id).
+    ctx.claim_job_dir(job_id, task_id)
 
     started = time.monotonic()
     try:
@@ -75,7 +78,7 @@ def run_stage(
         STAGE_HANDBACKS.labels(stage=stage).inc()
         bound.info("stage handed back", reason=stop.message)
         run.hand_back(stop.message, stop.step)
-        ctx.clean_job_dir(job_id)
+        ctx.clean_job_dir(job_id, task_id)
         return None
     except Exception as exc:
         failure = classify_failure(exc)
@@ -92,7 +95,7 @@ def run_stage(
             STAGE_DURATION.labels(stage=stage, outcome="failed").observe(elapsed)
             bound.warning("stage failed", code=failure.code, message=failure.message)
         run.fail(failure.code, failure.message)
-        ctx.clean_job_dir(job_id)
+        ctx.clean_job_dir(job_id, task_id)
         return None
 
     STAGE_DURATION.labels(stage=stage, outcome="cancelled" if outcome.cancelled else "ok").observe(
@@ -100,8 +103,9 @@ def run_stage(
     )
     next_stage = run.complete(outcome.result, outcome.cancelled)
     if next_stage is None:
-        # The job is over (or moved on without this worker): its scratch space here is not needed.
-        ctx.clean_job_dir(job_id)
+        # The job is over (or moved on without this worker): its scratch space here is not needed,
+        # unless a run that took the stage over works in it now.
+        ctx.clean_job_dir(job_id, task_id)
     return next_stage
 
 
