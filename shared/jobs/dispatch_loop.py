@@ -65,6 +65,11 @@ class DispatchLoop:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
+    @property
+    def requested(self) -> int:
+        """How many passes this process asked for so far (each served, maybe by a shared pass)."""
+        return self._requested
+
     def request(self) -> int:
         """Ask for a pass; returns the request's number (for `wait`) without waiting."""
         with self._condition:
