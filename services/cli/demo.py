@@ -1,6 +1,6 @@
 """`temper demo`: a whole job on the embedded default, over the REST API.
 
-Starts the API and a worker on this machine (SQLite, filesystem broker, local object store under
+Starts the API and a worker on this machine (SQLite, a SQLite broker, local object store under
 var/demo), then, over the SDK only:
 
 - `temper demo`: registers the packaged MiniLM, uploads the shipped support-ticket dataset,
@@ -37,7 +37,7 @@ def run_demo(port: int, epochs: float, instruct: bool = False) -> None:
     data_dir = REPO_ROOT / "var" / "demo"
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(data_dir=data_dir, bootstrap_admin_key=DEMO_ADMIN_KEY)
-    console.rule("Temper demo (embedded: SQLite, filesystem broker, local object store)")
+    console.rule("Temper demo (embedded: SQLite, a SQLite broker, local object store)")
     migrate(settings=settings)
     env = {**embedded_env(settings, DEMO_ADMIN_KEY), "TEMPER_API_URL": f"http://127.0.0.1:{port}"}
     api_log = (data_dir / "api.log").open("ab")

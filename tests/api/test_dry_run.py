@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from shared.db.models import Job, JobEvent
 from shared.settings import Settings
+from tests.support.broker_probe import queued_messages
 from tests.support.byte_level import build_byte_level_encoder
 from tests.support.datasets import read_rows, sample_rows
 from tests.support.stack import REPO_ROOT, Stack, running_stack
@@ -46,9 +47,8 @@ def stored_rows(settings: Settings) -> tuple[int, int]:
     return int(jobs or 0), int(events or 0)
 
 
-def sent_tasks(settings: Settings) -> list[Path]:
-    folder = settings.broker_directory / "queue"
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+def sent_tasks(settings: Settings) -> list[dict[str, Any]]:
+    return queued_messages(settings)
 
 
 def test_a_dry_run_answers_the_job_as_it_would_run_and_stores_nothing(

@@ -1,7 +1,7 @@
 """The outbox: effects registered in a transaction run after its commit and never after a rollback.
 
-Run against the real effect runner of a process (`ProcessEffects`): a Celery app on the filesystem
-broker (the embedded default's), whose queue folder shows what was sent, and a local object store.
+Run against the real effect runner of a process (`ProcessEffects`): a Celery app on the embedded
+default's SQLite broker, whose waiting messages show what was sent, and a local object store.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from shared.jobs.service import JobService
 from shared.jobs.spec import JobSpec
 from shared.queue import create_celery_app
 from shared.settings import Settings
+from tests.support.broker_probe import queued_messages
 from tests.support.job_rows import UNLIMITED, JobDatabase, job_database
 
 
@@ -41,8 +43,8 @@ def db(tmp_path: Path, tiny_base_model: Path) -> JobDatabase:
     return database
 
 
-def sent_messages(db: JobDatabase) -> list[Path]:
-    return list((db.context.settings.broker_directory / "queue").glob("*"))
+def sent_messages(db: JobDatabase) -> list[dict[str, Any]]:
+    return queued_messages(db.context.settings)
 
 
 def stored_dataset(db: JobDatabase) -> Dataset:

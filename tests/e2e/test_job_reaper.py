@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
+from tests.support.broker_probe import drop_queued_messages
 from tests.support.stack import Stack, running_stack, stack_worker
 from tests.support.tickets import write_rows
 
@@ -103,11 +104,10 @@ def test_a_worker_killed_between_stages_is_recovered_by_the_reaper(
             _, key, job_id = submit(stack, tiny_base_model, tmp_path, request_id="req-reaper-2")
             stack.wait_for(key, job_id, statuses={"training"}, timeout_s=120)
             # Validate committed and the worker dies, all of it, before the train task is out: the
-            # message never reaches a queue (here: it is removed from the filesystem broker).
+            # message never reaches a queue (here: it is removed from the embedded broker).
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
-        for message in (settings.broker_directory / "queue").glob("*"):
-            message.unlink()
+        drop_queued_messages(settings)
 
         with stack_worker(stack, with_beat=True):
             job = stack.wait_for(key, job_id, timeout_s=180)

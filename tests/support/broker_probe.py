@@ -2,8 +2,8 @@
 
 A worker loads the task with `-I tests.support.broker_probe_task` (`worker_process(imports=...)`);
 nothing in the product imports either module. The task `probe.record` appends one line per delivery to the file named by
-`TEMPER_TEST_PROBE_LOG`: its sequence number, the Celery task id, whether the broker marked it
-redelivered, the pool process, and the time it started and the time it was sent. One `write` of
+`TEMPER_TEST_PROBE_LOG`: its sequence number, the Celery task id, whether that task id was taken
+before (a redelivery), the pool process, and the time it started and the time it was sent. One `write` of
 a line shorter than PIPE_BUF on a file opened with O_APPEND lands whole, so pool processes can
 share the file.
 
@@ -14,12 +14,17 @@ API would send tasks.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from celery import Celery
+
+from shared.settings import Settings
 
 PROBE_TASK = "probe.record"
 PROBE_LOG_ENV = "TEMPER_TEST_PROBE_LOG"
@@ -61,7 +66,6 @@ def send_probes(app: Celery, first: int, count: int, hold_s: float = 0.0) -> lis
 
 def main() -> int:
     from shared.queue import create_celery_app
-    from shared.settings import Settings
 
     first, count = int(sys.argv[1]), int(sys.argv[2])
     app = create_celery_app(Settings())
@@ -71,3 +75,28 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def queued_messages(settings: Settings) -> list[dict[str, Any]]:
+    """The messages waiting in the embedded broker (sent, not yet taken by a worker)."""
+    if not settings.embedded_broker_path.exists():
+        return []
+    engine = sa.create_engine(f"sqlite:///{settings.embedded_broker_path}")
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("kombu_message"):
+                return []
+            payloads = connection.execute(sa.text("SELECT payload FROM kombu_message ORDER BY id")).scalars()
+            return [json.loads(payload) for payload in payloads]
+    finally:
+        engine.dispose()
+
+
+def drop_queued_messages(settings: Settings) -> int:
+    """Delete every message waiting in the embedded broker, as if it had never been sent."""
+    engine = sa.create_engine(f"sqlite:///{settings.embedded_broker_path}")
+    try:
+        with engine.begin() as connection:
+            return connection.execute(sa.text("DELETE FROM kombu_message")).rowcount
+    finally:
+        engine.dispose()

@@ -214,3 +214,32 @@ def test_a_task_whose_worker_process_dies_is_delivered_again_and_only_then(
     first, again = [delivery for delivery in deliveries if delivery.sequence == 0]
     assert first.task_id == again.task_id and not first.redelivered and again.redelivered
     assert again.pid != first.pid
+
+
+def test_messages_left_in_an_old_filesystem_broker_folder_are_moved_in_once_when_a_worker_starts(
+    embedded_settings: Settings, tmp_path: Path
+) -> None:
+    # What a `var/` from before holds: messages kombu's filesystem transport wrote, and one it was
+    # still writing when everything stopped.
+    old_broker = create_celery_app(embedded_settings.model_copy(update={"broker_url": "filesystem://"}))
+    send_probes(old_broker, 0, 3)
+    folder = embedded_settings.broker_directory / "queue"
+    assert len(list(folder.glob("*.msg"))) == 3
+    (folder / "1_half-written.default.msg").write_bytes(b'{"body": "eyJ')
+    probe_log = tmp_path / "probes.log"
+    env = probe_env(embedded_settings, probe_log)
+
+    with worker_process(env, tmp_path / "worker.log", concurrency=1, imports=(PROBE_TASK_MODULE,)) as worker:
+        deadline = time.monotonic() + 60
+        while len(read_deliveries(probe_log)) < 3:
+            assert time.monotonic() < deadline and worker.poll() is None, read_deliveries(probe_log)
+            time.sleep(0.1)
+        time.sleep(1)
+        deliveries = read_deliveries(probe_log)
+
+    assert sorted(delivery.sequence for delivery in deliveries) == [0, 1, 2]
+    assert list(folder.iterdir()) == []
+    unreadable = embedded_settings.broker_directory / "unreadable" / "1_half-written.default.msg"
+    assert unreadable.read_bytes() == b'{"body": "eyJ'
+    log = (tmp_path / "worker.log").read_text()
+    assert "moved messages from the old filesystem broker" in log and "broker message unreadable" in log
