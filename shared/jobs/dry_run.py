@@ -46,10 +46,14 @@ from shared.jobs.estimate import (
 )
 from shared.jobs.fit import classification_texts, conversation_texts, measure_fit
 from shared.jobs.history import JobHistoryRepository
+from shared.jobs.memory_fit import TRAIN_QUEUE, MemoryPolicy, ModelShape, choose_batch, worker_class_of
 from shared.jobs.results import TokenizerFit
 from shared.jobs.service import CheckedSpec, JobService
 from shared.jobs.spec import JobSpec
+from shared.pipeline.spec import Hyperparameters
+from shared.settings import get_settings
 from shared.storage.base import ObjectStore
+from shared.workers.capacity import fresh_workers
 
 Split = Literal["train", "validation", "test"]
 # The validate stage warns about truncation above this share; the dry run says the same.
@@ -185,6 +189,9 @@ class DryRunService:
             rows_total=checked.train.row_count,
             truncation_warning_share=TRUNCATION_WARNING_SHARE,
         )
+        batch_warnings: list[str] = []
+        resolved = self._resolve_batch(spec, files, worker_class, notes, batch_warnings)
+        spec = spec.model_copy(update={"hyperparameters": resolved})
         plan = plan_training(train_rows, train_sample.mean, spec.hyperparameters)
         duration = self._duration(
             checked, files, plan, counts, train_sample.seconds_per_row, worker_class, team_id
@@ -198,7 +205,7 @@ class DryRunService:
             worker_class=worker_class,
             causal_lm=spec.task == "causal-lm",
         )
-        warnings = [f"{warning.message}: {warning.suggestion}" for warning in fit.warnings]
+        warnings = [f"{warning.message}: {warning.suggestion}" for warning in fit.warnings] + batch_warnings
         warnings += self._memory_warnings(memory, worker_class)
         return DryRun(
             spec=spec.model_dump(mode="json"),
@@ -295,6 +302,55 @@ class DryRunService:
         duration.other_team_jobs = sum(1 for job_id in duration.reference_jobs if teams[job_id] != team_id)
         duration.reference_jobs = [job_id for job_id in duration.reference_jobs if teams[job_id] == team_id]
         return duration
+
+    def _resolve_batch(
+        self,
+        spec: JobSpec,
+        files: BaseModelFiles,
+        worker_class: WorkerClass,
+        notes: list[str],
+        warnings: list[str],
+    ) -> Hyperparameters:
+        """The hyperparameters the estimates use: a batch of "auto" resolved as the train stage
+        would resolve it on the largest fresh train worker (or the configured worker memory)."""
+        hyperparameters = spec.hyperparameters
+        if not hyperparameters.auto_batch:
+            return hyperparameters
+        global_batch = hyperparameters.global_batch_size or 1
+        policy = MemoryPolicy.of(get_settings())
+        workers = [
+            worker
+            for worker in fresh_workers(self.session, policy.stale_after, policy.cache_for)
+            if TRAIN_QUEUE in worker.queues
+        ]
+        largest = max(workers, key=lambda worker: worker.capacity_bytes, default=None)
+        if largest is not None:
+            capacity, where = largest.capacity_bytes, f"the largest train worker, {largest.name}"
+            worker_class = worker_class_of(largest)
+        elif self.limits.worker_memory_bytes is not None:
+            capacity, where = self.limits.worker_memory_bytes, "a train worker (train_worker_memory_gib)"
+        else:
+            notes.append(
+                f"batch size 'auto': no train worker has registered its memory; shown at the global batch "
+                f"{global_batch}, and the train stage chooses on the worker it runs on"
+            )
+            return hyperparameters.with_batch(global_batch, 1)
+        choice = choose_batch(
+            ModelShape(files.architecture, files.parameters), spec, worker_class, capacity, policy
+        )
+        if choice is None:
+            warnings.append(
+                f"batch size 'auto': not even a batch of 1 fits the {capacity / GIB:.1f} GiB of {where}; the train "
+                "stage would fail out_of_memory: lower max_seq_length or turn on gradient_checkpointing"
+            )
+            return hyperparameters.with_batch(1, global_batch)
+        notes.append(
+            f"batch size 'auto': on {where} ({capacity / GIB:.1f} GiB) the train stage would choose "
+            f"{choice.per_device} per device x {choice.accumulation} accumulation steps = {global_batch} "
+            f"(estimated {choice.estimate.peak_bytes / GIB:.2f} GiB at {hyperparameters.max_seq_length} tokens, "
+            f"{policy.margin:.0%} margin)"
+        )
+        return hyperparameters.with_batch(choice.per_device, choice.accumulation)
 
     def _memory_warnings(self, memory: MemoryEstimate, worker_class: WorkerClass) -> list[str]:
         available = self.limits.worker_memory_bytes

@@ -17,7 +17,9 @@ Three ways a job can be left behind, and what the reaper does about each:
   commit and the job ends `cancelled`.
 
 A stage sent again more than `max_stage_attempts - 1` times fails the job with `worker_lost`
-instead: something about it kills workers, and retrying forever would hide that.
+instead (`out_of_memory` when its runs were killed for memory, `shared.jobs.memory_watch`):
+something about it kills workers, and retrying forever would hide that. The count is the one
+`JobService.start_stage` keeps for redeliveries too.
 
 Running twice is safe. A re-sent stage carries a new task id; `JobService.start_stage` lets it run
 only if the job still waits for that stage, and skips it while another task holds the stage with a
@@ -41,6 +43,7 @@ from shared.db.base import utcnow
 from shared.db.models import Job, JobEvent
 from shared.db.outbox import EnqueueStage, RevokeTask, outbox
 from shared.db.session import session_scope
+from shared.jobs import memory_watch
 from shared.jobs.repository import JobRepository
 from shared.jobs.service import JobService
 from shared.jobs.states import STAGE_NAMES, JobStatus
@@ -167,12 +170,19 @@ class _Reaper:
         self._send_again(session, service, job, stage, f"no worker took {stage} for {idle_s:.0f} s")
 
     def _send_again(self, session: Session, service: JobService, job: Job, stage: str, why: str) -> None:
-        # The first run, each earlier re-send, and this one.
+        # The first run, each earlier re-send, and this one; for a stage a run had taken, at least
+        # the runs `JobService.start_stage` counted as failed (its redeliveries included) plus this
+        # one: one count, however the stage came back, so that neither path loops past the cap.
         attempt = self._times_sent_again(service, job.id, stage) + 2
+        if job.running_stage == stage:
+            attempt = max(attempt, service.failed_runs(job) + 1)
         cap = self.policy.max_stage_attempts
         if attempt > cap:
-            message = f"{why}; {stage} gave up after {cap} attempts (worker lost)"
-            service.fail_stage(job, stage, WORKER_LOST, message)
+            code, detail = memory_watch.gave_up_message(
+                stage, attempt - 1, job.memory_watch, job.peak_memory_bytes, service.oom_kills_seen(job)
+            )
+            message = f"{why}; {stage} gave up after {cap} attempts ({detail})"
+            service.fail_stage(job, stage, code, message)
             REAPER_ACTIONS.labels(action="fail").inc()
             self.report.failed.append(job.id)
             log.warning("reaper failed a job", job_id=str(job.id), stage=stage, reason=message)

@@ -323,8 +323,8 @@ class JobService:
             # what it left behind.
             job.attempt += 1
             oom_killed = watch is not None and memory_watch.oom_killed_since(previous, now)
-            failed = int(previous.get("failed_runs", 0)) + (0 if previous.get("handed_back") else 1)
-            oom_kills = int(previous.get("oom_kills_seen", 0)) + int(oom_killed)
+            failed = self.failed_runs(job)
+            oom_kills = self.oom_kills_seen(job) + int(oom_killed)
             if max_attempts is not None and failed >= max_attempts:
                 code, message = memory_watch.gave_up_message(
                     stage, failed, previous, job.peak_memory_bytes, oom_kills
@@ -348,6 +348,17 @@ class JobService:
         job.task_id = task_id
         job.heartbeat_at = utcnow()
         return "run"
+
+    @staticmethod
+    def failed_runs(job: Job) -> int:
+        """Runs of the running stage that ended without a word, its latest included unless it
+        handed the job back (a worker shutting down is no failure)."""
+        watch = job.memory_watch or {}
+        return int(watch.get("failed_runs", 0)) + (0 if watch.get("handed_back") else 1)
+
+    @staticmethod
+    def oom_kills_seen(job: Job) -> int:
+        return int((job.memory_watch or {}).get("oom_kills_seen", 0))
 
     @staticmethod
     def _held_by_another_task(job: Job, task_id: str | None, heartbeat_timeout: timedelta | None) -> bool:

@@ -340,7 +340,7 @@ def trainer_arguments(
         "output_dir": str(checkpoints_dir(output_dir)),
         "num_train_epochs": hyperparameters.epochs,
         "learning_rate": hyperparameters.learning_rate,
-        "per_device_train_batch_size": hyperparameters.batch_size,
+        "per_device_train_batch_size": hyperparameters.per_device_batch(),
         "per_device_eval_batch_size": hyperparameters.eval_batch_size,
         "gradient_accumulation_steps": hyperparameters.gradient_accumulation_steps,
         # transformers 5 reads a float below 1 as a share of the total steps (warmup_ratio is gone).
