@@ -44,9 +44,10 @@ quiet_pip() { "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true
 for python in "${pythons[@]}"; do
   version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   venv="$work/venv-$version"
-  "$python" -m venv "$venv"
-  quiet_pip "$venv/bin/python" -m pip install --quiet "$wheel" pytest==9.0.3
-  installed=$("$venv/bin/python" -m pip list --format=freeze 2>/dev/null)
+  # No pip inside (bootstrapping it takes seconds per venv): .venv's pip installs into it.
+  "$python" -m venv --without-pip "$venv"
+  quiet_pip .venv/bin/python -m pip --python "$venv/bin/python" install --quiet "$wheel" pytest==9.0.3
+  installed=$(.venv/bin/python -m pip --python "$venv/bin/python" list --format=freeze 2>/dev/null)
   echo "sdk: Python $version, pip list:"
   echo "$installed" | sed 's/^/  /'
   if echo "$installed" | grep -iE '^(torch|transformers|temper)=='; then
