@@ -98,7 +98,7 @@ def _configure_connection(dbapi_connection: Any, _record: object) -> None:
     cursor.close()
 
 
-class Channel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
+class Channel(kombu_sqlalchemy.Channel):
     """kombu's SQLAlchemy channel made fit for several processes on one SQLite file."""
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
@@ -121,18 +121,19 @@ class Channel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
             self._queue_ids[queue] = int(self._get_or_create(queue).id)
         return self._queue_ids[queue]
 
-    def _put(self, queue: str, payload: dict[str, Any], **_: Any) -> None:
+    # kombu's virtual channel names the second argument `message`, its SQLAlchemy channel `payload`.
+    def _put(self, queue: str, message: dict[str, Any], **options: Any) -> None:  # type: ignore[override]
         messages = self.message_cls.__table__
         engine, _ = self._open()
         with engine.connect() as connection:
             # One INSERT, committed by itself (autocommit): a message is stored whole or not at all.
             connection.execute(
                 messages.insert().values(
-                    queue_id=self._queue_id(queue), payload=json.dumps(payload), visible=True, version=1
+                    queue_id=self._queue_id(queue), payload=json.dumps(message), visible=True, version=1
                 )
             )
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         messages = self.message_cls.__table__
         waiting = messages.c.queue_id == self._queue_id(queue)
         engine, _ = self._open()
@@ -157,7 +158,7 @@ class Channel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
         return result
 
 
-class Transport(kombu_sqlalchemy.Transport):  # type: ignore[misc]
+class Transport(kombu_sqlalchemy.Transport):
     Channel = Channel
     # Polls are cheap reads; see POLL_INTERVAL_S.
     polling_interval = POLL_INTERVAL_S
