@@ -2,18 +2,23 @@
 
 Seeds a fresh Postgres database (migrated with Alembic) with `--jobs` jobs over `--teams` teams and
 `--events` events, then starts `--api-processes` API processes (as compose or the chart scale it:
-replicas behind a load balancer; the client spreads requests over them) and, for each route, sends requests
-at a fixed rate for a fixed time from `--clients` concurrent connections (an open loop: each
-request has its send time on a schedule, and its latency counts from that time, so a slow answer
-delays the ones behind it in the figures too). Routes: GET /v1/jobs/{id}, GET /v1/jobs with a status
-filter, an events page, and POST /v1/jobs into a paused queue (admission paused, so the workers do
-not run them). The peer measured in the same run at the same rate is `GET /healthz`: the floor of
-the HTTP stack, middleware and auth-free routing on this machine; each route's p50 is also shown
-as a ratio to it. Then, with the queue resumed and one idle worker (Redis broker), jobs are
+replicas behind a load balancer; the client spreads requests over them) and, for each route, sends
+requests at a fixed rate for a fixed time (an open loop: each request has its send time on a
+schedule, and its latency counts from that time, so a slow answer delays the ones behind it in the
+figures too). The generator runs in `--load-processes` processes with `--clients` slots in all,
+each slot with its own connection and one request in flight: nothing piles up in a connection
+pool, and each request's send lag (how late it left against its schedule) is reported, so that a
+generator that falls behind shows as such instead of as server latency. Routes: GET /v1/jobs/{id},
+GET /v1/jobs with a status filter, an events page, and POST /v1/jobs into a paused queue (admission
+paused, so the workers do not run them). The peer measured in the same run at the same rate is
+`GET /healthz`: the floor of the HTTP stack, middleware and auth-free routing on this machine; each
+route's p50 is also shown as a ratio to it. Then `POST /v1/queue/resume` is timed with
+`--resume-queued` jobs waiting (2,000 and 20,000), with how long the dispatcher takes to admit what
+the free slots allow. Then, with the queue resumed and one idle worker (Redis broker), jobs are
 submitted one at a time and the time from sending the POST to the worker starting the job
 (`started_at`) is measured. The EXPLAIN plan of each hot query is printed to show the indexes used.
 
-    .venv/bin/python bench/api_load.py [--jobs 100000 --events 1000000 --rate 200 --duration 20]
+    .venv/bin/python bench/api_load.py [--jobs 100000 --events 1000000 --rate 200 --submit-rate 250]
 
 Needs PostgreSQL (TEMPER_TEST_POSTGRES, default postgresql://postgres@127.0.0.1:5432/postgres) and
 Redis (TEMPER_TEST_REDIS, default redis://127.0.0.1:6379/0). The database is dropped at the end.
@@ -25,6 +30,7 @@ import argparse
 import asyncio
 import gc
 import json
+import multiprocessing
 import os
 import random
 import socket
@@ -34,12 +40,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
+import redis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -53,6 +63,7 @@ PEPPER = "bench-pepper-" + "x" * 20
 ADMIN_KEY = "tmp_benchadmin_" + "a" * 32
 TEAM_KEY = "tmp_benchteam_" + "b" * 32
 FINISHED = ("succeeded",) * 7 + ("failed",) * 2 + ("cancelled",)
+SLOTS = 1000  # the deployment's worker slots in this bench (TEMPER_DISPATCH_SLOTS)
 
 
 # Seeding ---------------------------------------------------------------------------------------------
@@ -63,6 +74,9 @@ class Seeded:
     team_id: uuid.UUID
     job_ids: list[uuid.UUID]  # of the measured team
     train_dataset_id: uuid.UUID
+    team_ids: list[uuid.UUID]
+    dataset_ids: list[uuid.UUID]
+    base_model_id: uuid.UUID
 
 
 def seed(url: str, jobs: int, events: int, teams: int, seed_value: int) -> Seeded:
@@ -135,7 +149,14 @@ def seed(url: str, jobs: int, events: int, teams: int, seed_value: int) -> Seede
         connection.execute("VACUUM ANALYZE")
         connection.execute("CHECKPOINT")
     measured = [job_id for job_id, team_index, _ in job_rows if team_index == 0]
-    return Seeded(team_id=team_ids[0], job_ids=measured, train_dataset_id=dataset_ids[0])
+    return Seeded(
+        team_id=team_ids[0],
+        job_ids=measured,
+        train_dataset_id=dataset_ids[0],
+        team_ids=team_ids,
+        dataset_ids=dataset_ids,
+        base_model_id=base_model_id,
+    )
 
 
 def install_keys(url: str, team_id: uuid.UUID) -> None:
@@ -188,6 +209,16 @@ class RouteFigures:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    # How late the generator sent requests against their schedule: large values mean the client,
+    # not the server, fell behind (its latencies then include its own delay).
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+    # The part of the lag the generator itself caused (a slot was free but its event loop woke
+    # late): near zero unless the client is starved of CPU. The rest is waiting for a free slot,
+    # i.e. every slot waiting on an answer: the server fell behind.
+    own_lag_p99_ms: float
+    first_error: str | None = None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -196,50 +227,212 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def open_loop(
+RequestMaker = Callable[[int], tuple[str, str, dict[str, Any], int]]
+
+
+@dataclass
+class LoadShare:
+    """What one load process measured: per request, latency from its scheduled time and send lag."""
+
+    latencies_ms: list[float]
+    lags_ms: list[float]
+    own_lags_ms: list[float]
+    errors: int
+    first_error: str | None
+
+
+async def _run_share(
     base_urls: list[str],
-    make_request: callable,  # type: ignore[valid-type]
+    make_request: RequestMaker,
+    indices: list[int],
+    start: float,
+    rate: float,
+    slots: int,
+) -> LoadShare:
+    """Send this process's requests on schedule from `slots` slots, each with its own connection
+    (one per API process) and one request in flight: nothing ever queues in a connection pool,
+    whose bookkeeping grows with the queue (httpx's is quadratic), and when every slot is busy
+    the next request goes out late, which its send lag shows."""
+    latencies: list[float] = []
+    lags: list[float] = []
+    own_lags: list[float] = []
+    errors = 0
+    first_error: str | None = None
+    pending = iter(indices)
+
+    async def slot() -> None:
+        nonlocal errors, first_error
+        limits = httpx.Limits(max_connections=len(base_urls), max_keepalive_connections=len(base_urls))
+        async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+            for index in pending:  # shared by the slots: each request is taken by one of them
+                scheduled = start + index / rate
+                taken = time.monotonic()
+                delay = scheduled - taken
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                method, path, kwargs, expected = make_request(index)
+                # Round robin over the API processes, as a load balancer in front of replicas would.
+                base = base_urls[index % len(base_urls)]
+                sent = time.monotonic()
+                try:
+                    response = await client.request(method, base + path, **kwargs)
+                    if response.status_code != expected:
+                        errors += 1
+                        first_error = first_error or f"{response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    errors += 1
+                    first_error = first_error or f"{type(exc).__name__}: {exc}"
+                done = time.monotonic()
+                lags.append((sent - scheduled) * 1000)
+                own_lags.append((sent - max(taken, scheduled)) * 1000)
+                latencies.append((done - scheduled) * 1000)
+
+    await asyncio.gather(*(slot() for _ in range(slots)))
+    return LoadShare(latencies, lags, own_lags, errors, first_error)
+
+
+def _load_process(
+    connection: Connection,
+    base_urls: list[str],
+    make_request: RequestMaker,
+    indices: list[int],
+    start: float,
+    rate: float,
+    slots: int,
+) -> None:
+    # A collection pausing this process's event loop would show as latency of the route measured.
+    gc.disable()
+    share = asyncio.run(_run_share(base_urls, make_request, indices, start, rate, slots))
+    connection.send(share)
+    connection.close()
+
+
+def open_loop(
+    base_urls: list[str],
+    make_request: RequestMaker,
     rate: float,
     duration_s: float,
     clients: int,
     route: str,
+    load_processes: int,
 ) -> RouteFigures:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    latencies: list[float] = []
-    errors = 0
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
-        total = int(rate * duration_s)
-        start = time.perf_counter() + 0.2
-
-        async def one(index: int) -> None:
-            nonlocal errors
-            scheduled = start + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            method, path, kwargs, expected = make_request(index)
-            try:
-                # Round robin over the API processes, as a load balancer in front of replicas would.
-                base = base_urls[index % len(base_urls)]
-                response = await client.request(method, base + path, **kwargs)
-                if response.status_code != expected:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            latencies.append((time.perf_counter() - scheduled) * 1000)
-
-        await asyncio.gather(*(one(index) for index in range(total)))
-        elapsed = time.perf_counter() - start
+    """Requests at `rate` for `duration_s` on a fixed schedule (an open loop), from `load_processes`
+    processes with `clients` slots in all; each request's latency counts from its scheduled time."""
+    total = int(rate * duration_s)
+    processes = max(1, min(load_processes, total))
+    slots = max(1, clients // processes)
+    # Forked (not spawned): the request makers are closures over the seeded ids. CLOCK_MONOTONIC is
+    # one clock for every process of the machine, so they share the schedule.
+    context = multiprocessing.get_context("fork")
+    start = time.monotonic() + 0.5
+    children = []
+    for number in range(processes):
+        receiver, sender = context.Pipe(duplex=False)
+        indices = list(range(number, total, processes))
+        child = context.Process(
+            target=_load_process,
+            args=(sender, base_urls, make_request, indices, start, rate, slots),
+            daemon=True,
+        )
+        child.start()
+        sender.close()
+        children.append((child, receiver))
+    shares: list[LoadShare] = []
+    for child, receiver in children:
+        if not receiver.poll(duration_s + 90):
+            raise RuntimeError(f"{route}: a load process sent nothing back")
+        shares.append(receiver.recv())
+        child.join(10)
+    elapsed = time.monotonic() - start
+    latencies = [value for share in shares for value in share.latencies_ms]
+    lags = [value for share in shares for value in share.lags_ms]
+    own_lags = [value for share in shares for value in share.own_lags_ms]
     return RouteFigures(
         route=route,
         sent=total,
-        errors=errors,
+        errors=sum(share.errors for share in shares),
         throughput=total / elapsed,
         p50_ms=percentile(latencies, 50),
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
         max_ms=max(latencies),
+        lag_p50_ms=percentile(lags, 50),
+        lag_p99_ms=percentile(lags, 99),
+        lag_max_ms=max(lags),
+        own_lag_p99_ms=percentile(own_lags, 99),
+        first_error=next((share.first_error for share in shares if share.first_error), None),
     )
+
+
+@dataclass
+class ResumeFigures:
+    queued: int
+    answer_ms: float  # POST /v1/queue/resume, sent to answered
+    admitted: int  # what the free slots let through
+    admitted_after_s: float  # from sending the resume to the last of those admitted
+
+
+def measure_resume(
+    api: str, url: str, seeded: Seeded, queued: int, admin_headers: dict[str, str]
+) -> ResumeFigures:
+    """Resume a paused queue with `queued` jobs waiting (over every team): how long the answer takes,
+    and how long until the dispatcher has admitted all that the free slots allow. Leaves the queue
+    paused with nothing waiting."""
+    httpx.post(f"{api}/v1/queue/pause", json={"reason": "resume bench"}, headers=admin_headers, timeout=60)
+    now = datetime.now(UTC)
+    marker = f"resume-{queued}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'queued'"
+        )
+        with connection.cursor().copy(
+            "COPY jobs (id, team_id, base_model_id, train_dataset_id, name, status, attempt, spec, progress, "
+            "latest_metrics, result, completed_stages, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for index in range(queued):
+                team = index % len(seeded.team_ids)
+                created = now + timedelta(microseconds=index)
+                copy.write_row(
+                    (uuid.uuid4(), seeded.team_ids[team], seeded.base_model_id, seeded.dataset_ids[team], marker,
+                     "queued", 0, "{}", "{}", "{}", "{}", "[]", created, created)
+                )  # fmt: skip
+        connection.execute("ANALYZE jobs")
+        running = connection.execute(
+            "SELECT count(*) FROM jobs WHERE admitted_at IS NOT NULL AND finished_at IS NULL"
+        ).fetchone()
+        free = SLOTS - (running[0] if running else 0)
+        expected = min(queued, free)
+        sent = time.monotonic()
+        answer = httpx.post(f"{api}/v1/queue/resume", headers=admin_headers, timeout=60)
+        answer_s = time.monotonic() - sent
+        answer.raise_for_status()
+        deadline = sent + 120
+        admitted = 0
+        while time.monotonic() < deadline:
+            row = connection.execute(
+                "SELECT count(*) FROM jobs WHERE name = %s AND admitted_at IS NOT NULL", (marker,)
+            ).fetchone()
+            admitted = row[0] if row else 0
+            if admitted >= expected:
+                break
+            time.sleep(0.01)
+        settled_s = time.monotonic() - sent
+        httpx.post(
+            f"{api}/v1/queue/pause", json={"reason": "resume bench"}, headers=admin_headers, timeout=60
+        )
+        connection.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'queued'"
+        )
+    return ResumeFigures(queued, answer_s * 1000, admitted, settled_s)
+
+
+def purge_broker(prefix: str) -> None:
+    """Drop the validate tasks the resume measurements sent for jobs cancelled since."""
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def free_port() -> int:
@@ -320,9 +513,21 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--teams", type=int, default=50)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second, per read route")
-    parser.add_argument("--submit-rate", type=float, default=100.0, help="submissions per second")
+    parser.add_argument("--submit-rate", type=float, default=250.0, help="submissions per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per route")
-    parser.add_argument("--clients", type=int, default=32, help="concurrent connections")
+    parser.add_argument(
+        "--clients", type=int, default=32, help="requests in flight at most (one connection each), in all"
+    )
+    # The generator is spread over processes so that its own CPU time (an HTTP client in Python costs
+    # about as much per request as a read route) does not become the bottleneck it measures.
+    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument(
+        "--resume-queued",
+        type=int,
+        nargs="*",
+        default=[2_000, 20_000],
+        help="jobs waiting when the queue resumes",
+    )
     # Separate API processes, as compose and the chart run them (one uvicorn per container, scaled
     # by replicas), each on its own port. Not `uvicorn --workers`: it binds the socket itself,
     # without TCP_NODELAY on accepted connections, and each answer then waits ~40 ms for the
@@ -346,7 +551,7 @@ def main() -> int:
         "TEMPER_DATA_DIR": str(work / "var"),
         "TEMPER_API_KEY_PEPPER": PEPPER,
         "TEMPER_LOG_LEVEL": "WARNING",
-        "TEMPER_DISPATCH_SLOTS": "1000",
+        "TEMPER_DISPATCH_SLOTS": str(SLOTS),
         "TEMPER_MAX_CONCURRENT_JOBS_PER_TEAM": "1000",
         # The per-key limiter runs (one Redis round trip a request, as in production) but with a
         # budget this load never exhausts: a 429 would measure the limit, not the route.
@@ -380,17 +585,17 @@ def main() -> int:
         httpx.post(
             f"{api}/v1/queue/pause", json={"reason": "load test"}, headers=admin_headers
         ).raise_for_status()
-        rng = random.Random(args.seed)
         job_ids = [str(job_id) for job_id in seeded.job_ids]
+        shuffled = random.Random(args.seed).sample(job_ids, len(job_ids))
         submit_spec = {"base_model": "bench-model", "train_dataset_id": str(seeded.train_dataset_id)}
         scenarios = {
             "GET /healthz (peer)": lambda i: ("GET", "/healthz", {}, 200),
-            "GET /v1/jobs/{id}": lambda i: ("GET", f"/v1/jobs/{rng.choice(job_ids)}", {"headers": team_headers}, 200),
+            "GET /v1/jobs/{id}": lambda i: ("GET", f"/v1/jobs/{shuffled[i % len(shuffled)]}", {"headers": team_headers}, 200),
             "GET /v1/jobs?status=": lambda i: (
                 "GET", "/v1/jobs", {"headers": team_headers,
                                     "params": {"status": ["succeeded", "failed"], "limit": 50}}, 200),
             "GET /v1/jobs/{id}/events": lambda i: (
-                "GET", f"/v1/jobs/{rng.choice(job_ids)}/events", {"headers": team_headers,
+                "GET", f"/v1/jobs/{shuffled[i % len(shuffled)]}/events", {"headers": team_headers,
                                                                    "params": {"limit": 100}}, 200),
             "POST /v1/jobs (paused)": lambda i: (
                 "POST", "/v1/jobs", {"headers": team_headers, "json": submit_spec}, 201),
@@ -403,14 +608,14 @@ def main() -> int:
         for route, make in scenarios.items():
             rate = args.submit_rate if route.startswith("POST") else args.rate
             # Each route's code paths and every process's connection pool warm first, unmeasured.
-            asyncio.run(open_loop(apis, make, 50, 1, args.clients, "warm-up"))
-            figures.append(asyncio.run(open_loop(apis, make, rate, args.duration, args.clients, route)))
-        httpx.post(f"{api}/v1/queue/resume", headers=admin_headers).raise_for_status()
-        # What the paused submits left: cancel them so the start measurement has an idle worker.
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(
-                "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE status = 'queued'"
+            open_loop(apis, make, 50, 1, args.clients, "warm-up", args.load_processes)
+            figures.append(
+                open_loop(apis, make, rate, args.duration, args.clients, route, args.load_processes)
             )
+        # What the paused submits left is cancelled first; each measurement leaves the queue paused.
+        resumes = [measure_resume(api, url, seeded, queued, admin_headers) for queued in args.resume_queued]
+        httpx.post(f"{api}/v1/queue/resume", headers=admin_headers, timeout=60).raise_for_status()
+        purge_broker(environment["TEMPER_BROKER_KEY_PREFIX"])
         waits = submit_to_start(api, url, seeded, args.start_samples, environment)
         plans = explain(url, seeded.team_id, seeded.job_ids[0])
     finally:
@@ -422,13 +627,26 @@ def main() -> int:
 
     floor = figures[0].p50_ms
     print(f"\n{args.jobs} jobs, {args.events} events; {args.rate:g} req/s per read route and {args.submit_rate:g} "
-          f"submissions/s, {args.duration:g} s each, "
-          f"{args.clients} connections, {args.api_processes} API processes, {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'route':28} {'sent':>6} {'errors':>6} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'max ms':>8} {'p50/peer':>9}")  # fmt: skip
+          f"submissions/s, {args.duration:g} s each, at most {args.clients} requests in flight (one connection "
+          f"each) from {args.load_processes} load processes, {args.api_processes} API processes, "
+          f"{os.cpu_count()} CPUs; load average at the end {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"{'route':26} {'sent':>6} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+          f"{'max ms':>7} {'p50/peer':>8} | {'send lag ms p50':>15} {'p99':>6} {'max':>6} {'own p99':>7}")  # fmt: skip
     for row in figures:
-        print(f"{row.route:28} {row.sent:>6} {row.errors:>6} {row.throughput:>7.1f} {row.p50_ms:>8.1f} "
-              f"{row.p95_ms:>8.1f} {row.p99_ms:>8.1f} {row.max_ms:>8.1f} {row.p50_ms / floor:>8.2f}x")  # fmt: skip
+        print(f"{row.route:26} {row.sent:>6} {row.errors:>6} {row.throughput:>7.1f} {row.p50_ms:>7.1f} "
+              f"{row.p95_ms:>7.1f} {row.p99_ms:>7.1f} {row.max_ms:>7.1f} {row.p50_ms / floor:>7.2f}x | "
+              f"{row.lag_p50_ms:>15.1f} {row.lag_p99_ms:>6.1f} {row.lag_max_ms:>6.1f} {row.own_lag_p99_ms:>7.1f}")  # fmt: skip
+    for row in figures:
+        if row.first_error:
+            print(f"  {row.route}: first error: {row.first_error}")
+    print(
+        "(latency counts from each request's scheduled time; send lag: how late the generator sent it, "
+        "waiting for a free slot when the server falls behind; own: the part the generator caused itself)"
+    )
+    for resume in resumes:
+        print(f"\nPOST /v1/queue/resume with {resume.queued} jobs waiting: answered in {resume.answer_ms:.0f} ms; "
+              f"the dispatcher admitted {resume.admitted} (the free slots) "
+              f"{resume.admitted_after_s:.2f} s after the resume was sent")  # fmt: skip
     print(f"\nsubmit-to-start with an idle worker ({len(waits)} jobs, one at a time): "
           f"p50 {statistics.median(waits) * 1000:.0f} ms, p95 {percentile(waits, 95) * 1000:.0f} ms, "
           f"max {max(waits) * 1000:.0f} ms")  # fmt: skip
