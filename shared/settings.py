@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # Secrets. The key pepper keys the HMAC under which API keys are stored.
     api_key_pepper: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     bootstrap_admin_key: SecretStr | None = None
+    # Key-encryption keys for webhook signing secrets at rest, newest first (a JSON list in the
+    # environment: TEMPER_WEBHOOK_SECRET_KEYS='["<new>", "<old>"]'). New secrets are encrypted with
+    # the first; the others only decrypt rows not yet re-encrypted (shared/webhooks/secret_box.py).
+    webhook_secret_keys: list[SecretStr] = Field(default_factory=lambda: [SecretStr(PLACEHOLDER_SECRET)])
 
     # Limits.
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1)
@@ -143,6 +147,12 @@ class Settings(BaseSettings):
         if self.environment in ("staging", "production"):
             if self.api_key_pepper.get_secret_value() == PLACEHOLDER_SECRET:
                 raise ValueError("TEMPER_API_KEY_PEPPER is the placeholder; set a real secret")
+            keys = [key.get_secret_value() for key in self.webhook_secret_keys]
+            if not keys or any(key in ("", PLACEHOLDER_SECRET) or len(key) < 32 for key in keys):
+                raise ValueError(
+                    "TEMPER_WEBHOOK_SECRET_KEYS is missing, holds the placeholder or a key shorter than "
+                    "32 characters; set a JSON list of random keys, newest first (`openssl rand -base64 32`)"
+                )
             secret = self.object_store_secret_key
             if (
                 self.object_store_url
@@ -163,6 +173,7 @@ class Settings(BaseSettings):
         """Every secret these settings hold, for the log redactor (shared.redaction)."""
         secrets = [self.api_key_pepper, self.bootstrap_admin_key, self.database_password]
         secrets += [self.object_store_secret_key, self.object_store_access_key]
+        secrets += self.webhook_secret_keys
         values = [secret.get_secret_value() for secret in secrets if secret is not None]
         for url in (self.database_url, self.broker_url):
             password = make_url_password(url)

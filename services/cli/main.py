@@ -94,6 +94,16 @@ def db_upgrade(
     console.print(f"database at {revision}")
 
 
+@db_app.command("reencrypt-webhook-secrets")
+def db_reencrypt_webhook_secrets() -> None:
+    """Move every webhook signing secret under the newest TEMPER_WEBHOOK_SECRET_KEYS key, so that
+    the older keys can be removed from the list (deploy/README.md, "Security")."""
+    from services.cli.webhook_keys import reencrypt_webhook_secrets
+
+    moved, total = reencrypt_webhook_secrets()
+    console.print(f"re-encrypted {moved} of {total} webhook secrets under the newest key")
+
+
 @storage_app.command("init")
 def storage_init(
     wait_seconds: Annotated[float, typer.Option(help="How long to wait for the store to answer.")] = 120.0,

@@ -38,6 +38,7 @@ from shared.queue import (
     WEBHOOK_DELIVER_TASK,
 )
 from shared.webhooks.delivery import DeliveryPolicy, deliver
+from shared.webhooks.secret_box import SecretBox
 
 log = structlog.get_logger(__name__)
 
@@ -192,4 +193,5 @@ def deliver_webhook_task(self: Task, delivery_id: str) -> None:
         backoff_s=settings.webhook_retry_backoff.total_seconds(),
         backoff_max_s=settings.webhook_retry_backoff_max.total_seconds(),
     )
-    deliver(stage_context().session_factory, webhook_sender(), uuid.UUID(delivery_id), policy)
+    secrets = SecretBox.from_settings(settings)
+    deliver(stage_context().session_factory, webhook_sender(), uuid.UUID(delivery_id), policy, secrets)

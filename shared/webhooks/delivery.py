@@ -27,6 +27,7 @@ from shared.db.outbox import DeliverWebhook, outbox
 from shared.db.session import session_scope
 from shared.webhooks.events import TEST_EVENT
 from shared.webhooks.repository import WebhookRepository
+from shared.webhooks.secret_box import SecretBox, SecretUnreadable
 from shared.webhooks.signing import SIGNATURE_HEADER, signature_header
 
 log = structlog.get_logger(__name__)
@@ -107,11 +108,12 @@ def deliver(
     sender: WebhookSender,
     delivery_id: uuid.UUID,
     policy: DeliveryPolicy,
+    secrets: SecretBox,
 ) -> str | None:
     """Send one pending attempt and record it (and the next one, when it is worth retrying).
     Returns the attempt's status; None when there was nothing to send."""
     with session_scope(session_factory) as session:
-        attempt = _pending_attempt(session, delivery_id)
+        attempt = _pending_attempt(session, delivery_id, secrets)
     if attempt is None:
         return None
     outcome = sender.post(attempt.url, attempt.secret, attempt.body, attempt.headers)
@@ -128,7 +130,7 @@ def deliver(
     return status
 
 
-def _pending_attempt(session: Session, delivery_id: uuid.UUID) -> _Attempt | None:
+def _pending_attempt(session: Session, delivery_id: uuid.UUID, secrets: SecretBox) -> _Attempt | None:
     webhooks = WebhookRepository(session)
     delivery = webhooks.get_delivery(delivery_id)
     # Gone with its endpoint, or already sent (the task was delivered twice).
@@ -140,9 +142,20 @@ def _pending_attempt(session: Session, delivery_id: uuid.UUID) -> _Attempt | Non
     if not endpoint.active and delivery.event_type != TEST_EVENT:
         _finish(delivery, "failed", None, "the endpoint was deactivated; not sent", None)
         return None
+    try:
+        secret = secrets.decrypt(endpoint.secret_encrypted)
+    except SecretUnreadable as exc:
+        # No retry can help until an operator restores the key: the attempt fails, saying why.
+        log.error("webhook secret unreadable", endpoint_id=str(endpoint.id), error=str(exc))
+        _finish(delivery, "failed", None, str(exc), None)
+        return None
+    if not secrets.is_current(endpoint.secret_encrypted):
+        # Encrypted under an older key: moved to the newest one as it is used (the rest move with
+        # `temper db reencrypt-webhook-secrets`), so that old keys can leave the settings.
+        endpoint.secret_encrypted = secrets.encrypt(secret)
     return _Attempt(
         url=endpoint.url,
-        secret=endpoint.secret,
+        secret=secret,
         body=json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode(),
         headers={
             "Temper-Event": delivery.event_type,

@@ -43,6 +43,10 @@ class WebhookRepository:
         )
         return list(self.session.scalars(query))
 
+    def all_endpoints(self) -> list[WebhookEndpoint]:
+        query = sa.select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update()
+        return list(self.session.scalars(query))
+
     def get_delivery(self, delivery_id: uuid.UUID) -> WebhookDelivery | None:
         return self.session.get(WebhookDelivery, delivery_id)
 

@@ -31,6 +31,7 @@ from shared.webhooks.events import (
     test_data,
 )
 from shared.webhooks.repository import WebhookRepository
+from shared.webhooks.secret_box import SecretBox
 from shared.webhooks.signing import new_secret
 
 
@@ -42,21 +43,25 @@ class CreatedEndpoint:
 
 
 class WebhookService:
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, secrets: SecretBox | None = None) -> None:
         self.session = session
         self.webhooks = WebhookRepository(session)
+        # Only creating an endpoint needs the key-encryption keys; reads and events do not.
+        self.secrets = secrets
 
     # Endpoints ------------------------------------------------------------------------------------
 
     def create(
         self, team_id: uuid.UUID, url: str, events: list[str] | None = None, description: str | None = None
     ) -> CreatedEndpoint:
+        if self.secrets is None:
+            raise RuntimeError("WebhookService needs the secret box to create an endpoint")
         secret = new_secret()
         endpoint = WebhookEndpoint(
             team_id=team_id,
             url=check_url(url),
             description=description,
-            secret=secret,
+            secret_encrypted=self.secrets.encrypt(secret),
             events=check_events(events if events is not None else list(EVENT_TYPES)),
             active=True,
         )
@@ -113,6 +118,23 @@ class WebhookService:
         """A `webhook.test` event to this endpoint alone, whatever it subscribes to."""
         endpoint = self.get(team_id, endpoint_id)
         return self._deliver(endpoint, uuid.uuid4(), TEST_EVENT, test_data(endpoint.id))
+
+    def reencrypt_secrets(self) -> tuple[int, int]:
+        """Move every endpoint's secret under the newest key; returns (moved, endpoints).
+
+        Run after putting a new key first in TEMPER_WEBHOOK_SECRET_KEYS: once it is done, no row
+        needs the older keys and they can be removed.
+        """
+        if self.secrets is None:
+            raise RuntimeError("WebhookService needs the secret box to re-encrypt")
+        moved = 0
+        endpoints = self.webhooks.all_endpoints()
+        for endpoint in endpoints:
+            if not self.secrets.is_current(endpoint.secret_encrypted):
+                endpoint.secret_encrypted = self.secrets.reencrypt(endpoint.secret_encrypted)
+                moved += 1
+        self.session.flush()
+        return moved, len(endpoints)
 
     # Events ---------------------------------------------------------------------------------------
 

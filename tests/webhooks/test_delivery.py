@@ -16,6 +16,7 @@ import structlog
 from shared.db.models import WebhookDelivery
 from shared.db.outbox import DeliverWebhook
 from shared.webhooks.delivery import DeliveryPolicy, WebhookSender, deliver
+from shared.webhooks.secret_box import SecretBox
 from shared.webhooks.service import WebhookService
 from temper_client import InvalidSignature, verify_signature
 from tests.support.job_rows import JobDatabase, job_database
@@ -23,6 +24,7 @@ from tests.support.live_api import free_port
 from tests.support.webhook_receiver import webhook_receiver
 
 POLICY = DeliveryPolicy(timeout_s=1.0, max_attempts=3, backoff_s=2.0, backoff_max_s=3.0)
+SECRETS = SecretBox(["a-test-key-encryption-key-of-32-characters-or-more"])
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def sender() -> Iterator[WebhookSender]:
 
 def register(db: JobDatabase, url: str) -> tuple[uuid.UUID, str]:
     with db.session() as session:
-        created = WebhookService(session).create(db.team_id, url, events=["job.failed"])
+        created = WebhookService(session, SECRETS).create(db.team_id, url, events=["job.failed"])
         return created.endpoint.id, created.secret
 
 
@@ -64,10 +66,10 @@ def test_a_500_is_retried_with_backoff_and_every_attempt_is_signed_and_recorded(
         endpoint_id, secret = register(db, receiver.url)
         first = send_test(db, endpoint_id)
 
-        assert deliver(db.session_factory, sender, first, POLICY) == "failed"
+        assert deliver(db.session_factory, sender, first, POLICY, SECRETS) == "failed"
         [retry] = db.effects.effects
         assert isinstance(retry, DeliverWebhook) and retry.countdown == 2.0
-        assert deliver(db.session_factory, sender, retry.delivery_id, POLICY) == "succeeded"
+        assert deliver(db.session_factory, sender, retry.delivery_id, POLICY, SECRETS) == "succeeded"
 
     failed, succeeded = attempts(db, endpoint_id)
     assert (failed.attempt, failed.status, failed.status_code) == (1, "failed", 500)
@@ -91,7 +93,7 @@ def test_a_500_is_retried_with_backoff_and_every_attempt_is_signed_and_recorded(
 def test_a_4xx_is_recorded_and_not_retried(db: JobDatabase, sender: WebhookSender) -> None:
     with webhook_receiver(statuses=[410]) as receiver:
         endpoint_id, _ = register(db, receiver.url)
-        assert deliver(db.session_factory, sender, send_test(db, endpoint_id), POLICY) == "failed"
+        assert deliver(db.session_factory, sender, send_test(db, endpoint_id), POLICY, SECRETS) == "failed"
 
     [attempt] = attempts(db, endpoint_id)
     assert attempt.status_code == 410 and attempt.next_retry_at is None
@@ -104,14 +106,14 @@ def test_timeouts_and_refused_connections_are_retried_up_to_the_cap(
     with webhook_receiver(delay_s=2.0) as slow:
         endpoint_id, _ = register(db, slow.url)
         delivery_id = send_test(db, endpoint_id)
-        assert deliver(db.session_factory, sender, delivery_id, POLICY) == "failed"
+        assert deliver(db.session_factory, sender, delivery_id, POLICY, SECRETS) == "failed"
     with db.session() as session:
         WebhookService(session).update(db.team_id, endpoint_id, url=f"http://127.0.0.1:{free_port()}/gone")
     for _ in range(POLICY.max_attempts - 1):
         [retry] = db.effects.effects
         db.effects.effects.clear()
         assert isinstance(retry, DeliverWebhook)
-        assert deliver(db.session_factory, sender, retry.delivery_id, POLICY) == "failed"
+        assert deliver(db.session_factory, sender, retry.delivery_id, POLICY, SECRETS) == "failed"
 
     timed_out, refused, last = attempts(db, endpoint_id)
     assert timed_out.error == "no answer within 1 s" and timed_out.status_code is None
@@ -124,15 +126,15 @@ def test_an_attempt_already_sent_is_not_sent_again(db: JobDatabase, sender: Webh
     with webhook_receiver() as receiver:
         endpoint_id, _ = register(db, receiver.url)
         delivery_id = send_test(db, endpoint_id)
-        assert deliver(db.session_factory, sender, delivery_id, POLICY) == "succeeded"
+        assert deliver(db.session_factory, sender, delivery_id, POLICY, SECRETS) == "succeeded"
         # The same task delivered twice (acks_late after a lost worker): the row says it is done.
-        assert deliver(db.session_factory, sender, delivery_id, POLICY) is None
+        assert deliver(db.session_factory, sender, delivery_id, POLICY, SECRETS) is None
         assert len(receiver.requests) == 1
 
 
 def test_the_secret_is_never_logged(db: JobDatabase, sender: WebhookSender) -> None:
     with webhook_receiver(statuses=[503]) as receiver, structlog.testing.capture_logs() as logs:
         endpoint_id, secret = register(db, receiver.url)
-        deliver(db.session_factory, sender, send_test(db, endpoint_id), POLICY)
+        deliver(db.session_factory, sender, send_test(db, endpoint_id), POLICY, SECRETS)
     assert logs and all(secret not in json.dumps(entry, default=str) for entry in logs)
     assert all(secret not in (attempt.error or "") for attempt in attempts(db, endpoint_id))

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from services.api import schemas
-from services.api.deps import AuditorDep, ReadDep, SessionDep, WriteDep
+from services.api.deps import AuditorDep, ReadDep, SessionDep, SettingsDep, WriteDep
 from services.api.openapi import errors
 from shared.redaction import redact_url
+from shared.webhooks.secret_box import SecretBox
 from shared.webhooks.service import WebhookService
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -25,11 +26,16 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     responses=errors(403, 422),
 )
 def create_webhook(
-    body: schemas.WebhookCreate, session: SessionDep, principal: WriteDep, audit: AuditorDep
+    body: schemas.WebhookCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: WriteDep,
+    audit: AuditorDep,
 ) -> object:
     """Register an endpoint for the team's job and study events. The answer holds the signing secret:
     it is never shown again."""
-    created = WebhookService(session).create(principal.team_id, body.url, body.events, body.description)
+    service = WebhookService(session, SecretBox.from_settings(settings))
+    created = service.create(principal.team_id, body.url, body.events, body.description)
     audit.record(
         "webhook.create",
         "webhook",

@@ -18,9 +18,11 @@ class WebhookEndpoint(UUIDPrimaryKey, Timestamps, Base):
     team_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(sa.String(2000))
     description: Mapped[str | None] = mapped_column(sa.String(200))
-    # Kept as issued, because every delivery is signed with it; shown once, at creation, and never
-    # logged (unlike an API key, which is only compared and so is stored as an HMAC).
-    secret: Mapped[str] = mapped_column(sa.String(100))
+    # The signing secret, encrypted under a key from the settings ("fernet:<key id>:<token>",
+    # shared.webhooks.secret_box): every delivery is signed with the secret itself, so it cannot be
+    # stored as an HMAC like an API key, and the database alone must not be enough to forge
+    # Temper's signatures. Shown once, at creation, and never logged.
+    secret_encrypted: Mapped[str] = mapped_column(sa.String(500))
     # The event types delivered here ("job.succeeded", ...).
     events: Mapped[list[Any]] = mapped_column()
     active: Mapped[bool] = mapped_column(sa.Boolean(), default=True)
