@@ -58,6 +58,7 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import create_engine, event, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -118,8 +119,24 @@ class Channel(kombu_sqlalchemy.Channel):
 
     def _queue_id(self, queue: str) -> int:
         if queue not in self._queue_ids:
-            self._queue_ids[queue] = int(self._get_or_create(queue).id)
+            queues = self.queue_cls.__table__
+            engine, _ = self._open()
+            with engine.connect() as connection:
+                # kombu's own get-or-create is a read then an INSERT: two processes declaring a
+                # queue at once both insert, and the loser stops on the unique name.
+                connection.execute(
+                    sqlite_insert(queues).values(name=queue).on_conflict_do_nothing(index_elements=["name"])
+                )
+                found = connection.execute(select(queues.c.id).where(queues.c.name == queue)).scalar_one()
+            self._queue_ids[queue] = int(found)
         return self._queue_ids[queue]
+
+    def _get_or_create(self, queue: str) -> Any:
+        queue_id = self._queue_id(queue)
+        return self.session.get(self.queue_cls, queue_id)
+
+    def _new_queue(self, queue: str, **kwargs: Any) -> None:
+        self._queue_id(queue)
 
     # kombu's virtual channel names the second argument `message`, its SQLAlchemy channel `payload`.
     def _put(self, queue: str, message: dict[str, Any], **options: Any) -> None:  # type: ignore[override]
