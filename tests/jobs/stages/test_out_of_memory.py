@@ -79,11 +79,21 @@ def _worker_in(group: Path, settings: Settings, log: Path) -> subprocess.Popen[b
     return subprocess.Popen(
         ["sh", "-c", command],
         cwd=REPO_ROOT,
-        env=worker_env(settings),
+        env=_env(settings),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = worker_env(settings)
+    # `settings_env` writes a list setting as Python's repr, which the worker cannot parse; a JSON
+    # list is what the environment takes (TEMPER_WEBHOOK_SECRET_KEYS).
+    env["TEMPER_WEBHOOK_SECRET_KEYS"] = json.dumps(
+        [key.get_secret_value() for key in settings.webhook_secret_keys]
+    )
+    return env
 
 
 def _upload(stack: Stack, key: str, path: Path, pairs: list[ChatPair]) -> str:
