@@ -147,12 +147,6 @@ class Settings(BaseSettings):
         if self.environment in ("staging", "production"):
             if self.api_key_pepper.get_secret_value() == PLACEHOLDER_SECRET:
                 raise ValueError("TEMPER_API_KEY_PEPPER is the placeholder; set a real secret")
-            keys = [key.get_secret_value() for key in self.webhook_secret_keys]
-            if not keys or any(key in ("", PLACEHOLDER_SECRET) or len(key) < 32 for key in keys):
-                raise ValueError(
-                    "TEMPER_WEBHOOK_SECRET_KEYS is missing, holds the placeholder or a key shorter than "
-                    "32 characters; set a JSON list of random keys, newest first (`openssl rand -base64 32`)"
-                )
             secret = self.object_store_secret_key
             if (
                 self.object_store_url
@@ -167,6 +161,12 @@ class Settings(BaseSettings):
                 and (password is None or password.get_secret_value() in ("", PLACEHOLDER_SECRET))
             ):
                 raise ValueError("TEMPER_DATABASE_PASSWORD is missing or a placeholder")
+            keys = [key.get_secret_value() for key in self.webhook_secret_keys]
+            if not keys or any(key in ("", PLACEHOLDER_SECRET) or len(key) < 32 for key in keys):
+                raise ValueError(
+                    "TEMPER_WEBHOOK_SECRET_KEYS is missing, holds the placeholder or a key shorter than "
+                    "32 characters; set a JSON list of random keys, newest first (`openssl rand -base64 32`)"
+                )
         return self
 
     def secret_values(self) -> list[str]:

@@ -61,6 +61,7 @@ def _admin_env(s3_port: int) -> dict[str, str]:
         "MINIO_ROOT_USER": S3_ACCESS_KEY,
         "MINIO_ROOT_PASSWORD": S3_SECRET_KEY,
         "TEMPER_API_KEY_PEPPER": "compose-test-pepper-" + uuid.uuid4().hex,
+        "TEMPER_WEBHOOK_SECRET_KEYS": f'["compose-test-webhook-key-{uuid.uuid4().hex}"]',
         "TEMPER_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
         "GRAFANA_ADMIN_PASSWORD": "unused-here",
         # Browsers reach the S3 server by another name than the services do.

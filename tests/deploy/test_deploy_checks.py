@@ -209,6 +209,7 @@ def test_rendered_configuration_is_what_temper_settings_accept(values_file: Path
         object_store_access_key="from-the-secret",
         object_store_secret_key="from-the-secret",
         api_key_pepper="from-the-secret",
+        webhook_secret_keys=["from-the-secret-webhook-key-of-32-characters"],
         _env_file=None,
     )
     assert settings.resolved_database_url.startswith("postgresql://")

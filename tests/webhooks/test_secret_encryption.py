@@ -171,3 +171,16 @@ def test_the_reencrypt_command_moves_every_row_to_the_newest_key(db: JobDatabase
     )
     assert reencrypt_webhook_secrets(settings) == (3, 3)
     assert all(SecretBox([NEW]).is_current(_stored(db, endpoint_id)) for endpoint_id in ids)
+
+
+def test_outside_local_use_the_placeholder_or_a_short_key_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    production = {"environment": "production", "api_key_pepper": "a-real-pepper", "_env_file": None}
+    for keys in (None, ["change-me"], ["too-short"], [NEW, "change-me"]):
+        with pytest.raises(ValidationError, match="TEMPER_WEBHOOK_SECRET_KEYS"):
+            Settings(**production, **({} if keys is None else {"webhook_secret_keys": keys}))  # type: ignore[arg-type]
+    assert len(Settings(**production, webhook_secret_keys=[NEW, OLD]).webhook_secret_keys) == 2  # type: ignore[arg-type]
+    assert Settings(environment="local", _env_file=None).webhook_secret_keys  # type: ignore[call-arg]

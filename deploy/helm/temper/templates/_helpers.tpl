@@ -98,6 +98,7 @@ database-password: {{ required "secrets.databasePassword (or existingSecret) is 
 object-store-access-key: {{ required "secrets.objectStoreAccessKey (or existingSecret) is required" .Values.secrets.objectStoreAccessKey | b64enc | quote }}
 object-store-secret-key: {{ required "secrets.objectStoreSecretKey (or existingSecret) is required" .Values.secrets.objectStoreSecretKey | b64enc | quote }}
 api-key-pepper: {{ required "secrets.apiKeyPepper (or existingSecret) is required" .Values.secrets.apiKeyPepper | b64enc | quote }}
+webhook-secret-keys: {{ required "secrets.webhookSecretKeys (or existingSecret) is required" .Values.secrets.webhookSecretKeys | b64enc | quote }}
 {{- with .Values.secrets.bootstrapAdminKey }}
 bootstrap-admin-key: {{ . | b64enc | quote }}
 {{- end }}
@@ -117,6 +118,8 @@ env:
     valueFrom: { secretKeyRef: { name: {{ .secret }}, key: object-store-secret-key } }
   - name: TEMPER_API_KEY_PEPPER
     valueFrom: { secretKeyRef: { name: {{ .secret }}, key: api-key-pepper } }
+  - name: TEMPER_WEBHOOK_SECRET_KEYS
+    valueFrom: { secretKeyRef: { name: {{ .secret }}, key: webhook-secret-keys } }
   - name: TEMPER_BOOTSTRAP_ADMIN_KEY
     valueFrom: { secretKeyRef: { name: {{ .secret }}, key: bootstrap-admin-key, optional: true } }
 {{- end -}}
