@@ -17,6 +17,7 @@ from typing import Any, Literal
 from shared.workers.cgroup import MemoryCgroup, memory_cgroup
 
 PROC_MEMINFO = Path("/proc/meminfo")
+NVIDIA_DRIVER = Path("/proc/driver/nvidia")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,10 @@ DEVICE_PROBE_TIMEOUT_S = 120
 
 
 def cuda_devices() -> list[Device]:
-    """The CUDA devices torch sees, with their memory; none on a CPU worker (or without torch)."""
+    """The CUDA devices torch sees, with their memory; none on a CPU worker (or without torch).
+    Without an NVIDIA driver on the host there is nothing to ask torch about (and no import of it)."""
+    if not NVIDIA_DRIVER.exists():
+        return []
     try:
         probe = subprocess.run(
             [sys.executable, "-c", _DEVICE_PROBE],
