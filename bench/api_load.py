@@ -534,6 +534,12 @@ def main() -> int:
     # client's delayed ACK, which would measure the kernel, not the API.
     parser.add_argument("--api-processes", type=int, default=2)
     parser.add_argument("--start-samples", type=int, default=30)
+    parser.add_argument(
+        "--routes",
+        nargs="*",
+        default=None,
+        help="measure only the routes whose name contains one of these (and the peer)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
@@ -606,6 +612,8 @@ def main() -> int:
         gc.freeze()
         figures = []
         for route, make in scenarios.items():
+            if args.routes and "peer" not in route and not any(part in route for part in args.routes):
+                continue
             rate = args.submit_rate if route.startswith("POST") else args.rate
             # Each route's code paths and every process's connection pool warm first, unmeasured.
             open_loop(apis, make, 50, 1, args.clients, "warm-up", args.load_processes)

@@ -83,6 +83,12 @@ class JobRepository:
         self.session.flush()
         return job
 
+    def add_with_event(self, job: Job, event: JobEvent) -> Job:
+        """A new job and its first event, in one flush (the job's id must be set already)."""
+        self.session.add_all([job, event])
+        self.session.flush()
+        return job
+
     def add_event(self, event: JobEvent) -> JobEvent:
         self.session.add(event)
         self.session.flush()

@@ -86,25 +86,28 @@ class JobService:
         spec, base_model = checked.spec, checked.base_model
         train, validation, test = checked.train, checked.validation, checked.test
 
-        job = self.jobs.add(
-            Job(
-                team_id=team_id,
-                base_model_id=base_model.id,
-                train_dataset_id=train.id,
-                validation_dataset_id=validation.id if validation else None,
-                test_dataset_id=test.id if test else None,
-                study_id=study_id,
-                name=name,
-                status=JobStatus.QUEUED,
-                idempotency_key=idempotency_key,
-                spec=spec.model_dump(mode="json"),
-                progress={},
-                latest_metrics={},
-                result={},
-                completed_stages=[],
-            )
+        job = Job(
+            # The id is known before the insert, so that the job and its first event go to the
+            # database in one flush.
+            id=uuid.uuid4(),
+            team_id=team_id,
+            base_model_id=base_model.id,
+            train_dataset_id=train.id,
+            validation_dataset_id=validation.id if validation else None,
+            test_dataset_id=test.id if test else None,
+            study_id=study_id,
+            name=name,
+            status=JobStatus.QUEUED,
+            idempotency_key=idempotency_key,
+            spec=spec.model_dump(mode="json"),
+            progress={},
+            latest_metrics={},
+            result={},
+            completed_stages=[],
         )
-        self._event(job, "created", to_status=JobStatus.QUEUED, message="job submitted")
+        self.jobs.add_with_event(
+            job, self._new_event(job, "created", to_status=JobStatus.QUEUED, message="job submitted")
+        )
         outbox(self.session).add(DispatchJobs())
         return SubmitOutcome(job=job, created=True)
 
@@ -497,14 +500,28 @@ class JobService:
         data: dict[str, Any] | None = None,
     ) -> JobEvent:
         return self.jobs.add_event(
-            JobEvent(
-                job_id=job.id,
-                type=event_type,
-                from_status=from_status.value if from_status else None,
-                to_status=to_status.value if to_status else None,
-                message=message,
-                data=data or {},
+            self._new_event(
+                job, event_type, from_status=from_status, to_status=to_status, message=message, data=data
             )
+        )
+
+    @staticmethod
+    def _new_event(
+        job: Job,
+        event_type: str,
+        *,
+        from_status: JobStatus | None = None,
+        to_status: JobStatus | None = None,
+        message: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> JobEvent:
+        return JobEvent(
+            job_id=job.id,
+            type=event_type,
+            from_status=from_status.value if from_status else None,
+            to_status=to_status.value if to_status else None,
+            message=message,
+            data=data or {},
         )
 
 

@@ -47,7 +47,6 @@ SSE_POLL_INTERVAL_S = 0.5
 )
 def submit_job(
     body: schemas.JobCreate,
-    response: Response,
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,
@@ -73,9 +72,7 @@ def submit_job(
     outcome = JobService(session, gpu_workers=settings.gpu_workers).submit(
         principal.team_id, spec, name=body.name, idempotency_key=idempotency_key
     )
-    if not outcome.created:
-        response.status_code = status.HTTP_200_OK
-    else:
+    if outcome.created:
         audit.record(
             "job.submit",
             "job",
@@ -84,7 +81,14 @@ def submit_job(
         )
     # A dispatch pass is on the session's outbox: it runs once the request's session commits and
     # sends the validate task if the job may start now.
-    return present_job(outcome.job)
+    answer = schemas.Job.model_validate(present_job(outcome.job))
+    # Serialized by pydantic in one pass (the answer is the route's Job), as the list does: FastAPI
+    # would validate the answer a second time and encode it with the standard-library encoder.
+    return Response(
+        answer.model_dump_json(),
+        status_code=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK,
+        media_type="application/json",
+    )
 
 
 def _dry_run(
