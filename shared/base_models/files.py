@@ -115,9 +115,12 @@ class BaseModelFiles:
     parameters: ParameterCount
 
 
-def base_model_files(source: str, store: ObjectStore, cache_dir: Path) -> BaseModelFiles:
-    """Everything but the weights of the base model at `source`, and its parameters counted."""
+def base_model_files(source: str, store: ObjectStore | None, cache_dir: Path) -> BaseModelFiles:
+    """Everything but the weights of the base model at `source`, and its parameters counted.
+    `store` is needed only for a `store:` source."""
     if source.startswith("store:"):
+        if store is None:
+            raise ValueError(f"reading {source} needs the object store")
         prefix = source.removeprefix("store:").strip("/")
         directory = _download_without_weights(prefix, store, cache_dir)
         headers = [

@@ -13,8 +13,9 @@ import importlib.util
 import json
 import re
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -97,8 +98,21 @@ class BaseModelService:
                 source=source,
                 description=description,
                 model_type=self._model_type(source),
+                shape=self._shape(source),
             )
         )
+
+    def _shape(self, source: str) -> dict[str, Any] | None:
+        """The architecture's numbers and the parameter count, read from config.json and the
+        safetensors headers (never the weights), kept so that submit can estimate memory."""
+        if source.startswith("store:") and self.store is None:
+            return None  # known to the workers only; the train stage checks memory there
+        # Imported here: `files` reads local sources through this module's `local_model_dir`.
+        from shared.base_models.files import base_model_files
+
+        with tempfile.TemporaryDirectory(prefix="temper-shape-") as scratch:
+            files = base_model_files(source, self.store, Path(scratch))
+        return {"architecture": asdict(files.architecture), "parameters": asdict(files.parameters)}
 
     def _model_type(self, source: str) -> str | None:
         """`model_type` from the weights' config.json: what submit checks a spec against."""

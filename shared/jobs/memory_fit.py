@@ -7,8 +7,9 @@ row length bound at max_seq_length (nothing is tokenized at submit) and a safety
 estimate is arithmetic, and a process grows past it (allocator slack, copies the formula leaves out;
 SmolLM2 LoRA at batch 16 was estimated 18.8 GB and grew to 20 GB).
 
-Only what is cheap happens here: the base model's architecture and parameter count are read from its
-config and safetensors headers once per process, and the workers' rows once every few seconds.
+Only what is cheap happens here: the base model's architecture and parameter count are kept on its
+catalog row at registration (read from its config and safetensors headers; a local source registered
+before that is read once per process), and the workers' rows are read once every few seconds.
 """
 
 from __future__ import annotations
@@ -101,6 +102,20 @@ def model_shape(source: str) -> ModelShape | None:
     return _local_shape(source)
 
 
+def catalog_shape(base_model: BaseModelEntry) -> ModelShape | None:
+    """The shape kept on the catalog row at registration (every source, the object store's too), or
+    read from a local source's files for a row registered before the shape was kept."""
+    if base_model.shape:
+        try:
+            return ModelShape(
+                Architecture(**base_model.shape["architecture"]),
+                ParameterCount(**base_model.shape["parameters"]),
+            )
+        except (KeyError, TypeError):
+            pass  # a row written by another version: read the files as below
+    return model_shape(base_model.source)
+
+
 @functools.lru_cache(maxsize=256)
 def _local_shape(source: str) -> ModelShape | None:
     try:
@@ -187,7 +202,7 @@ def check_fits_a_worker(session: Session, spec: JobSpec, base_model: BaseModelEn
         for worker in fresh_workers(session, policy.stale_after, policy.cache_for)
         if TRAIN_QUEUE in worker.queues and (worker.devices or spec.method != "qlora")
     ]
-    shape = model_shape(base_model.source) if workers else None
+    shape = catalog_shape(base_model) if workers else None
     if shape is None:
         return
     hyperparameters = smallest_resolved(spec)

@@ -21,14 +21,20 @@ class WorkerCapacity:
     queues: list[str]
     memory_total_bytes: int
     devices: list[dict[str, Any]] = field(default_factory=list)
+    # What a stage would have on it once its own stages are done (`shared.workers.host.free_for_stages`);
+    # None: only the total is known.
+    memory_free_bytes: int | None = None
 
     @property
     def capacity_bytes(self) -> int:
-        """What one training process gets: its largest device's memory on a GPU worker, the
-        worker's (cgroup-limited) memory otherwise."""
+        """What one training process gets: its largest device's memory on a GPU worker; on a CPU
+        worker the memory it has free for a stage (the host's other tenants hold the rest: a job
+        that needs more than that is killed however large the machine's total is)."""
         if self.devices:
             return max(int(device["memory_total_bytes"]) for device in self.devices)
-        return self.memory_total_bytes
+        if self.memory_free_bytes is None:
+            return self.memory_total_bytes
+        return min(self.memory_total_bytes, self.memory_free_bytes)
 
 
 _cache: dict[str, tuple[float, list[WorkerCapacity]]] = {}
@@ -45,7 +51,14 @@ def fresh_workers(session: Session, stale_after: timedelta, cache_for: timedelta
         return cached[1]
     rows = WorkerRepository(session).list_seen_since(utcnow() - stale_after)
     workers = [
-        WorkerCapacity(row.name, list(row.queues), row.memory_total_bytes, list(row.devices)) for row in rows
+        WorkerCapacity(
+            row.name,
+            list(row.queues),
+            row.memory_total_bytes,
+            list(row.devices),
+            memory_free_bytes=row.memory_available_bytes,
+        )
+        for row in rows
     ]
     with _lock:
         _cache[database] = (now, workers)

@@ -41,6 +41,8 @@ class Device:
 class HostResources:
     memory: MemoryFigures
     devices: list[Device] = field(default_factory=list)
+    # What a stage would have here (`free_for_stages`); the memory's available figure when unset.
+    free_bytes: int | None = None
 
 
 def host_memory(cgroup: MemoryCgroup | None = None, meminfo: Path = PROC_MEMINFO) -> MemoryFigures:
@@ -101,6 +103,33 @@ def process_rss_bytes(pid: int | None = None, proc: Path = Path("/proc")) -> tup
     if "VmRSS" not in values:
         return None
     return values["VmRSS"], values.get("VmHWM", values["VmRSS"])
+
+
+def descendants(pid: int | None = None, proc: Path = Path("/proc")) -> list[int]:
+    """The process ids of a process's children, their children, and so on (Linux's `children` files)."""
+    found: list[int] = []
+    pending = [pid if pid is not None else os.getpid()]
+    while pending:
+        parent = pending.pop()
+        for task in (proc / str(parent) / "task").glob("*/children"):
+            try:
+                children = [int(child) for child in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
+def free_for_stages(memory: MemoryFigures, pid: int | None = None, proc: Path = Path("/proc")) -> int:
+    """What a stage on this worker would have once the worker's own stages are done: what is
+    available now plus what this process's children (the pool processes that run stages) hold,
+    never more than the total. A busy worker is not small: its job ends before the next starts."""
+    held = 0
+    for child in descendants(pid, proc):
+        rss = process_rss_bytes(child, proc)
+        held += rss[0] if rss else 0
+    return min(memory.total_bytes, memory.available_bytes + held)
 
 
 def _meminfo(path: Path) -> dict[str, int]:

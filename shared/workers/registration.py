@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.base import utcnow
 from shared.db.models import Worker
 from shared.db.session import session_scope
-from shared.workers.host import Device, HostResources, cuda_devices, host_memory
+from shared.workers.host import Device, HostResources, cuda_devices, free_for_stages, host_memory
 from shared.workers.repository import WorkerRepository
 
 log = structlog.get_logger(__name__)
@@ -53,7 +53,9 @@ def advertise(session: Session, identity: WorkerIdentity, resources: HostResourc
     row.queues = list(identity.queues)
     row.concurrency = identity.concurrency
     row.memory_total_bytes = resources.memory.total_bytes
-    row.memory_available_bytes = resources.memory.available_bytes
+    row.memory_available_bytes = (
+        resources.free_bytes if resources.free_bytes is not None else resources.memory.available_bytes
+    )
     row.memory_limited_by = resources.memory.limited_by
     row.devices = [device.as_dict() for device in resources.devices]
     row.seen_at = utcnow()
@@ -79,7 +81,8 @@ class Advertiser:
         self._stop.set()
 
     def refresh(self, devices: list[Device]) -> None:
-        resources = HostResources(memory=host_memory(), devices=devices)
+        memory = host_memory()
+        resources = HostResources(memory=memory, devices=devices, free_bytes=free_for_stages(memory))
         try:
             with session_scope(self.session_factory) as session:
                 advertise(session, self.identity, resources)

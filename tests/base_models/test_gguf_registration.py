@@ -62,6 +62,11 @@ def test_a_gguf_package_is_stored_as_a_plain_copy_that_workers_use(
     entry = service.register("tiny-chat", "causal-lm", package_source, "a tiny chat model")
 
     assert entry.source == "store:base-models/tiny-chat"
+    # Its shape is kept on the row, read from the stored copy's config and safetensors header:
+    # submit estimates memory from it without the object store.
+    assert entry.shape is not None
+    assert entry.shape["parameters"]["counted_from"] == "safetensors"
+    assert entry.shape["parameters"]["total"] > 0 and entry.shape["architecture"]["layers"] > 0
     assert entry.description.startswith(
         f"a tiny chat model (converted from {package_source} (tiny-chat.F32.gguf"
     )
@@ -99,6 +104,11 @@ def test_a_retry_after_an_uncommitted_registration_reuses_the_upload(
     monkeypatch.setattr(base_model_service, "convert_gguf_to_plain", must_not_convert)
     entry = service.register("tiny-chat", "causal-lm", package_source)
     assert entry.source == "store:base-models/tiny-chat"
+    # Its shape is kept on the row, read from the stored copy's config and safetensors header:
+    # submit estimates memory from it without the object store.
+    assert entry.shape is not None
+    assert entry.shape["parameters"]["counted_from"] == "safetensors"
+    assert entry.shape["parameters"]["total"] > 0 and entry.shape["architecture"]["layers"] > 0
     assert {info.key: info.size for info in store.list("base-models/")} == stored
 
 

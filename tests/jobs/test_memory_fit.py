@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -186,3 +187,60 @@ def test_a_gpu_worker_is_judged_by_its_device_memory(tmp_path: Path, smollm2_sha
     with session_scope(factory) as session, pytest.raises(InvalidInput) as refused:
         JobService(session).submit(team_id, explicit)
     assert "device memory" in refused.value.message
+
+
+def _register_free(factory: sessionmaker[Session], total_bytes: int, free_bytes: int) -> None:
+    with session_scope(factory) as session:
+        advertise(
+            session,
+            WorkerIdentity(name="celery@shared-host", queues=["train"], concurrency=1, hostname="shared"),
+            HostResources(MemoryFigures(total_bytes, free_bytes, "host"), devices=[], free_bytes=free_bytes),
+        )
+    forget_cached()
+
+
+def test_submit_judges_what_the_worker_has_free_not_the_machine_total(
+    tmp_path: Path, smollm2_shaped: Path
+) -> None:
+    """The user's case: a 24 GB machine whose other tenants leave ~18.6 GiB. The SmolLM2 job at
+    batch 16 (17.5 GiB estimated, ~21 GiB with the margin) is refused there; the same job is
+    accepted by a worker that has the room free."""
+    factory, team_id, dataset_id = _database(tmp_path, smollm2_shaped)
+    explicit = _spec(batch_size=16).model_copy(update={"train_dataset_id": dataset_id})
+
+    _register_free(factory, 24 * GIB, int(18.6 * GIB))
+    with session_scope(factory) as session, pytest.raises(InvalidInput) as refused:
+        JobService(session).submit(team_id, explicit)
+    assert refused.value.code == "does_not_fit"
+    assert "has 18.6 GiB of memory" in refused.value.message
+
+    _register_free(factory, 24 * GIB, 23 * GIB)
+    with session_scope(factory) as session:
+        JobService(session).submit(team_id, explicit)
+
+
+def test_a_stored_base_model_is_judged_by_the_shape_its_catalog_row_keeps(
+    tmp_path: Path, smollm2_shaped: Path
+) -> None:
+    """A model in the object store (a GGUF conversion, say) has no local files at submit: the
+    shape read at registration is what submit estimates from."""
+    factory, team_id, dataset_id = _database(tmp_path, smollm2_shaped)
+    shape = model_shape(f"local:{smollm2_shaped}")
+    assert shape is not None
+    with session_scope(factory) as session:
+        session.add(
+            BaseModelEntry(
+                name="smollm2-stored",
+                task_family="causal-lm",
+                source="store:base-models/smollm2-stored",
+                model_type="llama",
+                shape={"architecture": asdict(shape.architecture), "parameters": asdict(shape.parameters)},
+            )
+        )
+    explicit = _spec(batch_size=16).model_copy(
+        update={"train_dataset_id": dataset_id, "base_model": "smollm2-stored"}
+    )
+    _register_free(factory, 24 * GIB, int(18.6 * GIB))
+    with session_scope(factory) as session, pytest.raises(InvalidInput) as refused:
+        JobService(session).submit(team_id, explicit)
+    assert refused.value.code == "does_not_fit"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,3 +24,7 @@ class BaseModelEntry(UUIDPrimaryKey, Timestamps, Base):
     # `config.model_type` of the weights (llama, bert, ...), read at registration: what a spec can
     # be checked against before any worker loads the model.
     model_type: Mapped[str | None] = mapped_column(sa.String(100))
+    # The architecture's shape numbers and the parameter count (`shared.base_models.files`), read at
+    # registration without the weights: submit estimates a job's memory from them without touching
+    # the object store. None for a row registered before it was kept (the train stage still checks).
+    shape: Mapped[dict[str, Any] | None] = mapped_column(default=None)
