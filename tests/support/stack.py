@@ -7,6 +7,8 @@ adapters (Postgres, Redis, S3 over the minio client) from one `Settings` object,
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import time
@@ -39,10 +41,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        elif isinstance(value, list | dict):
+            # pydantic-settings reads a complex setting from the environment as JSON.
+            value = json.dumps(_unwrapped(value))
         elif hasattr(value, "total_seconds"):
             value = f"PT{int(value.total_seconds())}S"
         env[f"TEMPER_{name.upper()}"] = str(value)
     return env
+
+
+def _unwrapped(value: Any) -> Any:
+    if hasattr(value, "get_secret_value"):
+        return value.get_secret_value()
+    if isinstance(value, list):
+        return [_unwrapped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _unwrapped(item) for key, item in value.items()}
+    return value
 
 
 def migrate(settings: Settings) -> None:
