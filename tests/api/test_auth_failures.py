@@ -112,3 +112,27 @@ def test_a_keys_last_use_is_recorded_at_most_once_a_minute(api_stack: Stack) -> 
     stale = listed()
     assert api_stack.client.get("/v1/jobs", headers=api_stack.headers(key)).status_code == 200
     assert listed() > stale and listed() >= first
+
+
+def test_api_processes_share_an_addresss_failure_budget_in_redis(
+    embedded_settings: Settings, redis_prefix: str
+) -> None:
+    import pytest
+    import redis
+
+    from services.api.auth_failures import refuse_failed_authentication
+    from services.api.ratelimit import RedisRateLimiter
+    from shared.errors import NotAuthenticated, RateLimited
+    from tests.conftest import REDIS_URL
+
+    settings = embedded_settings.model_copy(update={"auth_failures_per_minute": 60, "auth_failure_burst": 2})
+    client = redis.Redis.from_url(REDIS_URL)
+    first, second = RedisRateLimiter(client, redis_prefix), RedisRateLimiter(client, redis_prefix)
+    refused = NotAuthenticated("the API key is unknown or revoked")
+    refuse_failed_authentication(first, settings, "198.51.100.1", refused)
+    refuse_failed_authentication(second, settings, "198.51.100.1", refused)
+    with pytest.raises(RateLimited) as limited:  # the third failure, whichever process sees it
+        refuse_failed_authentication(first, settings, "198.51.100.1", refused)
+    assert limited.value.headers() == {"Retry-After": "1"}
+    refuse_failed_authentication(second, settings, "198.51.100.2", refused)  # another address
+    client.close()
