@@ -219,6 +219,12 @@ class RouteFigures:
     # i.e. every slot waiting on an answer: the server fell behind.
     own_lag_p99_ms: float
     first_error: str | None = None
+    # CPU time per request, machine-load independent: the API processes, their Postgres backends,
+    # and the load generator (what a quiet machine's cores must cover at the measured rate).
+    api_cpu_ms: float = 0.0
+    db_cpu_ms: float = 0.0
+    client_cpu_ms: float = 0.0
+    new_db_sessions: int = 0  # Postgres connections opened during the route (pool churn)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -239,6 +245,7 @@ class LoadShare:
     own_lags_ms: list[float]
     errors: int
     first_error: str | None
+    cpu_s: float = 0.0  # the load process's own CPU time
 
 
 async def _run_share(
@@ -303,6 +310,7 @@ def _load_process(
     # A collection pausing this process's event loop would show as latency of the route measured.
     gc.disable()
     share = asyncio.run(_run_share(base_urls, make_request, indices, start, rate, slots))
+    share.cpu_s = time.process_time()
     connection.send(share)
     connection.close()
 
@@ -361,6 +369,7 @@ def open_loop(
         lag_max_ms=max(lags),
         own_lag_p99_ms=percentile(own_lags, 99),
         first_error=next((share.first_error for share in shares if share.first_error), None),
+        client_cpu_ms=sum(share.cpu_s for share in shares) * 1000 / total,
     )
 
 
@@ -433,6 +442,33 @@ def purge_broker(prefix: str) -> None:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all its threads included (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_sessions(url: str) -> int:
+    """Sessions ever opened on the bench database: connections the API processes' pools opened."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def backend_pids(url: str) -> list[int]:
+    """The Postgres backends serving the bench database (the API processes' pools)."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [row[0] for row in rows]
 
 
 def free_port() -> int:
@@ -617,9 +653,21 @@ def main() -> int:
             rate = args.submit_rate if route.startswith("POST") else args.rate
             # Each route's code paths and every process's connection pool warm first, unmeasured.
             open_loop(apis, make, 50, 1, args.clients, "warm-up", args.load_processes)
-            figures.append(
-                open_loop(apis, make, rate, args.duration, args.clients, route, args.load_processes)
+            api_pids = [process.pid for process in api_processes]
+            sessions_before = database_sessions(url)
+            backends_before = {pid: cpu_seconds(pid) for pid in backend_pids(url)}
+            api_before = sum(cpu_seconds(pid) for pid in api_pids)
+            row = open_loop(apis, make, rate, args.duration, args.clients, route, args.load_processes)
+            row.api_cpu_ms = (sum(cpu_seconds(pid) for pid in api_pids) - api_before) * 1000 / row.sent
+            backends_after = {pid: cpu_seconds(pid) for pid in backend_pids(url)}
+            # The two looks at the backends above opened a session each.
+            row.new_db_sessions = database_sessions(url) - sessions_before - 3
+            row.db_cpu_ms = (
+                sum(spent - backends_before.get(pid, 0.0) for pid, spent in backends_after.items())
+                * 1000
+                / row.sent
             )
+            figures.append(row)
         # What the paused submits left is cancelled first; each measurement leaves the queue paused.
         resumes = [measure_resume(api, url, seeded, queued, admin_headers) for queued in args.resume_queued]
         httpx.post(f"{api}/v1/queue/resume", headers=admin_headers, timeout=60).raise_for_status()
@@ -644,6 +692,16 @@ def main() -> int:
         print(f"{row.route:26} {row.sent:>6} {row.errors:>6} {row.throughput:>7.1f} {row.p50_ms:>7.1f} "
               f"{row.p95_ms:>7.1f} {row.p99_ms:>7.1f} {row.max_ms:>7.1f} {row.p50_ms / floor:>7.2f}x | "
               f"{row.lag_p50_ms:>15.1f} {row.lag_p99_ms:>6.1f} {row.lag_max_ms:>6.1f} {row.own_lag_p99_ms:>7.1f}")  # fmt: skip
+    print("\nCPU time per request (ms): what a quiet machine must have to spare at these rates")
+    print(
+        f"{'route':26} {'API':>6} {'Postgres':>9} {'generator':>10} {'total':>6} {'new DB connections':>19}"
+    )
+    for row in figures:
+        total_cpu = row.api_cpu_ms + row.db_cpu_ms + row.client_cpu_ms
+        print(
+            f"{row.route:26} {row.api_cpu_ms:>6.2f} {row.db_cpu_ms:>9.2f} {row.client_cpu_ms:>10.2f} {total_cpu:>6.2f} "
+            f"{row.new_db_sessions:>19}"
+        )
     for row in figures:
         if row.first_error:
             print(f"  {row.route}: first error: {row.first_error}")
