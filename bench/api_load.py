@@ -27,10 +27,8 @@ Redis (TEMPER_TEST_REDIS, default redis://127.0.0.1:6379/0). The database is dro
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
-import multiprocessing
 import os
 import random
 import socket
@@ -40,12 +38,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
@@ -53,6 +48,8 @@ import redis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from load_generator import open_loop, percentile  # noqa: E402
 
 from shared.db.migrate import upgrade as upgrade_database  # noqa: E402
 from shared.teams.service import TeamService  # noqa: E402
@@ -197,180 +194,6 @@ def explain(url: str, team_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, str]:
 
 
 # Load -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RouteFigures:
-    route: str
-    sent: int
-    errors: int
-    throughput: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    # How late the generator sent requests against their schedule: large values mean the client,
-    # not the server, fell behind (its latencies then include its own delay).
-    lag_p50_ms: float
-    lag_p99_ms: float
-    lag_max_ms: float
-    # The part of the lag the generator itself caused (a slot was free but its event loop woke
-    # late): near zero unless the client is starved of CPU. The rest is waiting for a free slot,
-    # i.e. every slot waiting on an answer: the server fell behind.
-    own_lag_p99_ms: float
-    first_error: str | None = None
-    # CPU time per request, machine-load independent: the API processes, their Postgres backends,
-    # and the load generator (what a quiet machine's cores must cover at the measured rate).
-    api_cpu_ms: float = 0.0
-    db_cpu_ms: float = 0.0
-    client_cpu_ms: float = 0.0
-    new_db_sessions: int = 0  # Postgres connections opened during the route (pool churn)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-RequestMaker = Callable[[int], tuple[str, str, dict[str, Any], int]]
-
-
-@dataclass
-class LoadShare:
-    """What one load process measured: per request, latency from its scheduled time and send lag."""
-
-    latencies_ms: list[float]
-    lags_ms: list[float]
-    own_lags_ms: list[float]
-    errors: int
-    first_error: str | None
-    cpu_s: float = 0.0  # the load process's own CPU time
-
-
-async def _run_share(
-    base_urls: list[str],
-    make_request: RequestMaker,
-    indices: list[int],
-    start: float,
-    rate: float,
-    slots: int,
-) -> LoadShare:
-    """Send this process's requests on schedule from `slots` slots, each with its own connection
-    (one per API process) and one request in flight: nothing ever queues in a connection pool,
-    whose bookkeeping grows with the queue (httpx's is quadratic), and when every slot is busy
-    the next request goes out late, which its send lag shows."""
-    latencies: list[float] = []
-    lags: list[float] = []
-    own_lags: list[float] = []
-    errors = 0
-    first_error: str | None = None
-    pending = iter(indices)
-
-    async def slot() -> None:
-        nonlocal errors, first_error
-        limits = httpx.Limits(max_connections=len(base_urls), max_keepalive_connections=len(base_urls))
-        async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
-            for index in pending:  # shared by the slots: each request is taken by one of them
-                scheduled = start + index / rate
-                taken = time.monotonic()
-                delay = scheduled - taken
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                method, path, kwargs, expected = make_request(index)
-                # Round robin over the API processes, as a load balancer in front of replicas would.
-                base = base_urls[index % len(base_urls)]
-                sent = time.monotonic()
-                try:
-                    response = await client.request(method, base + path, **kwargs)
-                    if response.status_code != expected:
-                        errors += 1
-                        first_error = first_error or f"{response.status_code}: {response.text[:200]}"
-                except httpx.HTTPError as exc:
-                    errors += 1
-                    first_error = first_error or f"{type(exc).__name__}: {exc}"
-                done = time.monotonic()
-                lags.append((sent - scheduled) * 1000)
-                own_lags.append((sent - max(taken, scheduled)) * 1000)
-                latencies.append((done - scheduled) * 1000)
-
-    await asyncio.gather(*(slot() for _ in range(slots)))
-    return LoadShare(latencies, lags, own_lags, errors, first_error)
-
-
-def _load_process(
-    connection: Connection,
-    base_urls: list[str],
-    make_request: RequestMaker,
-    indices: list[int],
-    start: float,
-    rate: float,
-    slots: int,
-) -> None:
-    # A collection pausing this process's event loop would show as latency of the route measured.
-    gc.disable()
-    share = asyncio.run(_run_share(base_urls, make_request, indices, start, rate, slots))
-    share.cpu_s = time.process_time()
-    connection.send(share)
-    connection.close()
-
-
-def open_loop(
-    base_urls: list[str],
-    make_request: RequestMaker,
-    rate: float,
-    duration_s: float,
-    clients: int,
-    route: str,
-    load_processes: int,
-) -> RouteFigures:
-    """Requests at `rate` for `duration_s` on a fixed schedule (an open loop), from `load_processes`
-    processes with `clients` slots in all; each request's latency counts from its scheduled time."""
-    total = int(rate * duration_s)
-    processes = max(1, min(load_processes, total))
-    slots = max(1, clients // processes)
-    # Forked (not spawned): the request makers are closures over the seeded ids. CLOCK_MONOTONIC is
-    # one clock for every process of the machine, so they share the schedule.
-    context = multiprocessing.get_context("fork")
-    start = time.monotonic() + 0.5
-    children = []
-    for number in range(processes):
-        receiver, sender = context.Pipe(duplex=False)
-        indices = list(range(number, total, processes))
-        child = context.Process(
-            target=_load_process,
-            args=(sender, base_urls, make_request, indices, start, rate, slots),
-            daemon=True,
-        )
-        child.start()
-        sender.close()
-        children.append((child, receiver))
-    shares: list[LoadShare] = []
-    for child, receiver in children:
-        if not receiver.poll(duration_s + 90):
-            raise RuntimeError(f"{route}: a load process sent nothing back")
-        shares.append(receiver.recv())
-        child.join(10)
-    elapsed = time.monotonic() - start
-    latencies = [value for share in shares for value in share.latencies_ms]
-    lags = [value for share in shares for value in share.lags_ms]
-    own_lags = [value for share in shares for value in share.own_lags_ms]
-    return RouteFigures(
-        route=route,
-        sent=total,
-        errors=sum(share.errors for share in shares),
-        throughput=total / elapsed,
-        p50_ms=percentile(latencies, 50),
-        p95_ms=percentile(latencies, 95),
-        p99_ms=percentile(latencies, 99),
-        max_ms=max(latencies),
-        lag_p50_ms=percentile(lags, 50),
-        lag_p99_ms=percentile(lags, 99),
-        lag_max_ms=max(lags),
-        own_lag_p99_ms=percentile(own_lags, 99),
-        first_error=next((share.first_error for share in shares if share.first_error), None),
-        client_cpu_ms=sum(share.cpu_s for share in shares) * 1000 / total,
-    )
 
 
 @dataclass
