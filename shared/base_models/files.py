@@ -31,6 +31,13 @@ FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 # Parameter names of the token (and position) embedding tables: looked up, not multiplied.
 EMBEDDING_MARKERS = ("embed", "wte.", "wpe.", "shared.weight")
 _COMPLETE = ".temper-complete"
+# Decoder families whose MLP is gated (gate_proj, up_proj, down_proj).
+GATED_MLP_MODEL_TYPES = frozenset(
+    {
+        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
+        "gemma3", "gemma3_text", "phi3", "olmo", "olmo2", "granite", "cohere", "cohere2", "deepseek_v3",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,9 @@ class Architecture:
     attention_heads: int
     intermediate_size: int
     vocab_size: int
+    # A gated MLP (SwiGLU/GeGLU: gate, up and down projections, as in Llama, Mistral, Qwen, Gemma):
+    # it keeps more activations per token than the GPT/BERT block the memory formula starts from.
+    gated_mlp: bool = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Architecture:
@@ -61,6 +71,7 @@ class Architecture:
             attention_heads=first("num_attention_heads", "n_head", "num_heads", "n_heads"),
             intermediate_size=first("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden),
             vocab_size=first("vocab_size"),
+            gated_mlp=config.get("model_type") in GATED_MLP_MODEL_TYPES,
         )
 
 

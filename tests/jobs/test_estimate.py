@@ -193,11 +193,35 @@ def test_memory_is_weights_gradients_optimizer_activations_and_runtime() -> None
 
     lora = memory("lora")
     assert lora["weights"] == full["weights"] and lora["gradients"] == 8 * 2 * 384 * 2 * 6 * 4
+    # The adapter is merged into a float32 copy of the base after the last step.
+    assert lora["merge"] == 22_713_216 * 4 and "merge" not in full
     freeze = memory("freeze", freeze_top_layers=2)
     assert freeze["activations"] == full["activations"] // 3
     assert memory(gradient_checkpointing=True)["activations"] < full["activations"] / 3
     assert memory("qlora")["weights"] == 22_713_216 // 2
     assert memory(causal_lm=True)["logits"] == 16 * 64 * 30522 * 12
+
+
+def test_a_gated_mlp_decoder_keeps_its_intermediate_tensors_too() -> None:
+    """Llama-style blocks: 42.5 units besides the MLP's four intermediate-wide tensors (8·i/h)."""
+    llama = Architecture(
+        model_type="llama", hidden_size=576, layers=30, attention_heads=9, intermediate_size=1536,
+        vocab_size=49152, gated_mlp=True,
+    )  # fmt: skip
+    estimate = estimate_memory(
+        architecture=llama,
+        parameters=ParameterCount(total=134_515_008, embedding=28_311_552, counted_from="safetensors"),
+        method="lora",
+        hyperparameters=Hyperparameters.model_validate({"batch_size": 8}),
+        longest_row_tokens=384,
+        worker_class="cpu",
+        causal_lm=True,
+    )
+    units = 42.5 + 8 * 1536 / 576 + 5 * 9 * 384 / 576
+    assert estimate.components["activations"] == int(30 * 384 * 8 * 576 * units * 2)
+    assert any("(gated MLP)" in line for line in estimate.explanation)
+    assert Architecture.from_config({"model_type": "llama", "hidden_size": 8}).gated_mlp
+    assert not Architecture.from_config({"model_type": "bert", "hidden_size": 8}).gated_mlp
 
 
 def test_stage_seconds_come_from_the_transitions_into_and_out_of_each_stage() -> None:

@@ -202,19 +202,19 @@ def _register_free(factory: sessionmaker[Session], total_bytes: int, free_bytes:
 def test_submit_judges_what_the_worker_has_free_not_the_machine_total(
     tmp_path: Path, smollm2_shaped: Path
 ) -> None:
-    """The user's case: a 24 GB machine whose other tenants leave ~18.6 GiB. The SmolLM2 job at
-    batch 16 (17.5 GiB estimated, ~21 GiB with the margin) is refused there; the same job is
-    accepted by a worker that has the room free."""
+    """A 24 GiB machine whose other tenants leave 12 GiB: the SmolLM2 job at batch 8 (13 GiB
+    estimated, 15.6 GiB with the margin) would fit its total and is refused; a worker with 20 GiB
+    free takes it."""
     factory, team_id, dataset_id = _database(tmp_path, smollm2_shaped)
-    explicit = _spec(batch_size=16).model_copy(update={"train_dataset_id": dataset_id})
+    explicit = _spec(batch_size=8).model_copy(update={"train_dataset_id": dataset_id})
 
-    _register_free(factory, 24 * GIB, int(18.6 * GIB))
+    _register_free(factory, 24 * GIB, 12 * GIB)
     with session_scope(factory) as session, pytest.raises(InvalidInput) as refused:
         JobService(session).submit(team_id, explicit)
     assert refused.value.code == "does_not_fit"
-    assert "has 18.6 GiB of memory" in refused.value.message
+    assert "has 12.0 GiB of memory" in refused.value.message
 
-    _register_free(factory, 24 * GIB, 23 * GIB)
+    _register_free(factory, 24 * GIB, 20 * GIB)
     with session_scope(factory) as session:
         JobService(session).submit(team_id, explicit)
 

@@ -31,7 +31,6 @@ from shared.jobs.run import JobRun
 from shared.jobs.stages.context import StageContext
 from shared.jobs.stages.shutdown import WorkerShuttingDown
 from shared.observability import HEARTBEATS, STAGE_DURATION, STAGE_HANDBACKS
-from shared.workers.cgroup import memory_cgroup
 from shared.workers.host import process_rss_bytes
 
 log = structlog.get_logger(__name__)
@@ -110,23 +109,21 @@ def run_stage(
 
 
 class PeakMemory:
-    """The stage process's peak memory, sampled: its own high-water mark (VmHWM, which the kernel
-    keeps, so a spike between two samples is not missed) and, when it runs in a memory cgroup, the
-    group's usage (page cache and the worker's other processes included: what the limit counts).
+    """The stage process's peak memory, sampled from its own high-water mark (VmHWM, which the kernel
+    keeps, so a spike between two samples is not missed). Not its cgroup's usage: that counts page
+    cache the kernel reclaims before it kills anything, and on a worker without a limit of its own it
+    is every tenant of the host's group. Whether the kernel killed the process is told by the
+    cgroup's OOM-kill count (`shared.jobs.memory_watch`), not by this figure.
     `sample` says whether the peak grew enough to be worth writing before the next heartbeat: a
     process about to be killed for memory may not live to see it."""
 
     def __init__(self) -> None:
-        self.cgroup = memory_cgroup()
         self.peak_bytes = 0
         self._written = 0
 
     def sample(self) -> bool:
         rss = process_rss_bytes()
         peak = max(self.peak_bytes, rss[1] if rss else 0)
-        usage = self.cgroup.usage_bytes() if self.cgroup is not None else None
-        if usage is not None:
-            peak = max(peak, usage)
         self.peak_bytes = peak
         if peak > self._written * (1 + PEAK_WRITE_GROWTH):
             self._written = peak

@@ -10,9 +10,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,75 +23,23 @@ from shared.db.session import create_db_engine, create_session_factory, session_
 from shared.settings import Settings
 from shared.workers.repository import WorkerRepository
 from tests.support.llm_fixtures import ChatPair, alpaca_rows
-from tests.support.stack import REPO_ROOT, Stack, migrate, worker_env
+from tests.support.memory_cgroup import memory_group, oom_kills, worker_in
+from tests.support.stack import Stack, migrate
 from tests.support.tiny_llama import build_tiny_chat_llama
 
 LIMIT_BYTES = 2 * 1024**3
-MEMORY_ROOT = Path("/sys/fs/cgroup/memory")
-
-
-def _own_memory_cgroup() -> Path:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return MEMORY_ROOT / path.lstrip("/")
-    raise FileNotFoundError("no cgroup v1 memory controller for this process")
 
 
 @pytest.fixture
-def memory_group() -> Iterator[Path]:
-    """A child memory group of this test's own, limited to LIMIT_BYTES; removed afterwards."""
-    try:
-        group = _own_memory_cgroup() / f"temper-oom-{uuid.uuid4().hex[:8]}"
-        group.mkdir()
-        (group / "memory.limit_in_bytes").write_text(str(LIMIT_BYTES))
-    except OSError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cgroup v1 memory is not writable here: {exc}")
-        pytest.skip(f"cgroup v1 memory is not writable here: {exc}")
-    try:
+def memory_group_2g() -> Iterator[Path]:
+    with memory_group(LIMIT_BYTES) as group:
         yield group
-    finally:
-        for _ in range(50):
-            try:
-                group.rmdir()
-                break
-            except OSError:
-                time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def base_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [f"{row['instruction']} {row['output']}" for row in alpaca_rows("train")[:200]]
     return build_tiny_chat_llama(tmp_path_factory.mktemp("base-llama"), texts)
-
-
-def _worker_in(group: Path, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """The worker joins the group before it starts, so its pool processes are born in it."""
-    celery = [
-        sys.executable, "-m", "celery", "-A", "tests.support.oom_worker", "worker",
-        "-Q", "default,train,evaluate,export", "-c", "1", "--pool", "prefork",
-        "--without-gossip", "--without-mingle", "-l", "INFO",
-    ]  # fmt: skip
-    command = f"echo $$ > {group / 'cgroup.procs'} && exec " + " ".join(celery)
-    return subprocess.Popen(
-        ["sh", "-c", command],
-        cwd=REPO_ROOT,
-        env=_env(settings),
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = worker_env(settings)
-    # `settings_env` writes a list setting as Python's repr, which the worker cannot parse; a JSON
-    # list is what the environment takes (TEMPER_WEBHOOK_SECRET_KEYS).
-    env["TEMPER_WEBHOOK_SECRET_KEYS"] = json.dumps(
-        [key.get_secret_value() for key in settings.webhook_secret_keys]
-    )
-    return env
 
 
 def _upload(stack: Stack, key: str, path: Path, pairs: list[ChatPair]) -> str:
@@ -106,7 +52,7 @@ def _upload(stack: Stack, key: str, path: Path, pairs: list[ChatPair]) -> str:
 
 
 def test_an_oom_killed_stage_fails_out_of_memory_and_the_worker_takes_the_next_job(
-    embedded_settings: Settings, memory_group: Path, base_llama: Path, tmp_path: Path
+    embedded_settings: Settings, memory_group_2g: Path, base_llama: Path, tmp_path: Path
 ) -> None:
     settings = embedded_settings.model_copy(
         update={
@@ -119,7 +65,7 @@ def test_an_oom_killed_stage_fails_out_of_memory_and_the_worker_takes_the_next_j
     migrate(settings)
     settings.data_root.mkdir(parents=True, exist_ok=True)
     log = settings.data_root / "worker.log"
-    worker = _worker_in(memory_group, settings, log)
+    worker = worker_in(memory_group_2g, settings, log, app="tests.support.oom_worker")
     try:
         with TestClient(create_app(settings)) as client:
             stack = Stack(settings=settings, client=client, worker_log=log, worker=worker)
@@ -163,12 +109,7 @@ def test_an_oom_killed_stage_fails_out_of_memory_and_the_worker_takes_the_next_j
             assert "OOM killer" in message and "peak memory seen" in message and "estimate" in message, (
                 message
             )
-            oom_kills = int(
-                dict(line.split() for line in (memory_group / "memory.oom_control").read_text().splitlines())[
-                    "oom_kill"
-                ]
-            )
-            assert oom_kills == 2  # the first run and its one retry; never a third
+            assert oom_kills(memory_group_2g) == 2  # the first run and its one retry; never a third
             events = client.get(f"/v1/jobs/{hog.json()['id']}/events?limit=1000", headers=headers).json()[
                 "items"
             ]
