@@ -78,7 +78,8 @@ def pause_queue(
     "/queue/resume", response_model=schemas.QueueState, operation_id="queue_resume", responses=errors(403)
 )
 def resume_queue(session: SessionDep, settings: SettingsDep, _: AdminDep, audit: AuditorDep) -> object:
-    """Admit jobs again; a dispatch pass runs at once."""
+    """Admit jobs again. The answer does not wait for the admissions: the dispatcher starts on the
+    waiting jobs right after it, as slots and quotas allow."""
     dispatcher = _dispatcher(session, settings)
     dispatcher.set_paused(False)
     audit.record("admin.queue.resume", "queue")
