@@ -16,8 +16,8 @@ from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 from services.worker.app import celery_app, settings
-from shared.settings import Settings
 from shared.embedded_broker import POLL_INTERVAL_S
+from shared.settings import Settings
 
 
 class AtomicChannel(filesystem.Channel):  # type: ignore[misc]
@@ -53,7 +53,10 @@ def filesystem_options(settings: Settings) -> dict[str, object]:
 
 
 if "filesystem" in settings.resolved_broker_url:
-    celery_app.conf.broker_transport_options = {**filesystem_options(settings), "polling_interval": POLL_INTERVAL_S}
+    celery_app.conf.broker_transport_options = {
+        **filesystem_options(settings),
+        "polling_interval": POLL_INTERVAL_S,
+    }
 
 app = celery_app
 
