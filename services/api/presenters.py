@@ -44,6 +44,7 @@ def present_job(job: Job | Row[Any], queue: QueuePosition | None = None) -> dict
         "finished_at": job.finished_at,
         "cancel_requested_at": job.cancel_requested_at,
         "admitted_at": job.admitted_at,
+        "peak_memory_bytes": job.peak_memory_bytes,
         "queue": asdict(queue) if queue is not None else None,
     }
 

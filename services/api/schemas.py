@@ -382,6 +382,9 @@ class Job(ApiModel):
     finished_at: datetime | None
     cancel_requested_at: datetime | None
     admitted_at: datetime | None = None
+    peak_memory_bytes: int | None = Field(
+        None, description="The largest resident memory a stage process of this job was seen to use (bytes)"
+    )
     # Only on GET /v1/jobs/{id} of a queued job.
     queue: JobQueue | None = None
 

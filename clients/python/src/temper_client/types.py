@@ -182,6 +182,8 @@ class Job(Resource):
     finished_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     admitted_at: datetime | None = None
+    # The largest resident memory a stage process of the job was seen to use, in bytes.
+    peak_memory_bytes: int | None = None
     queue: JobQueue | None = None
 
     @property
