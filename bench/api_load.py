@@ -52,7 +52,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from load_generator import open_loop, percentile  # noqa: E402
 
 from shared.db.migrate import upgrade as upgrade_database  # noqa: E402
+from shared.db.session import create_db_engine, create_session_factory  # noqa: E402
 from shared.teams.service import TeamService  # noqa: E402
+from shared.workers.registration import Advertiser, WorkerIdentity  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("TEMPER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEMPER_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -60,6 +62,13 @@ PEPPER = "bench-pepper-" + "x" * 20
 ADMIN_KEY = "tmp_benchadmin_" + "a" * 32
 TEAM_KEY = "tmp_benchteam_" + "b" * 32
 FINISHED = ("succeeded",) * 7 + ("failed",) * 2 + ("cancelled",)
+MINILM_SHAPE = {
+    "architecture": {
+        "model_type": "bert", "hidden_size": 384, "layers": 6, "attention_heads": 12,
+        "intermediate_size": 1536, "vocab_size": 30522, "gated_mlp": False,
+    },
+    "parameters": {"total": 22_713_216, "embedding": 11_918_592, "counted_from": "safetensors"},
+}  # fmt: skip
 SLOTS = 1000  # the deployment's worker slots in this bench (TEMPER_DISPATCH_SLOTS)
 
 
@@ -88,10 +97,12 @@ def seed(url: str, jobs: int, events: int, teams: int, seed_value: int) -> Seede
         with cursor.copy("COPY teams (id, name, created_at, updated_at) FROM STDIN") as copy:
             for index, team_id in enumerate(team_ids):
                 copy.write_row((team_id, f"team-{index:03d}", now, now))
+        # With the shape registration keeps (all-MiniLM-L6-v2's), so that every submit runs the
+        # memory check against the train worker advertised below, as it does in a deployment.
         cursor.execute(
-            "INSERT INTO base_models (id, name, task_family, source, created_at, updated_at) "
-            "VALUES (%s, 'bench-model', 'text-classification', 'local:/nonexistent', %s, %s)",
-            (base_model_id, now, now),
+            "INSERT INTO base_models (id, name, task_family, source, shape, created_at, updated_at) "
+            "VALUES (%s, 'bench-model', 'text-classification', 'local:/nonexistent', %s, %s, %s)",
+            (base_model_id, json.dumps(MINILM_SHAPE), now, now),
         )
         with cursor.copy(
             "COPY datasets (id, team_id, name, task, format, filename, sha256, size_bytes, object_key, "
@@ -166,6 +177,16 @@ def install_keys(url: str, team_id: uuid.UUID) -> None:
         teams.ensure_bootstrap_admin(ADMIN_KEY, team_name="bench-admin")
         teams.issue_key(team_id, "bench", plaintext=TEAM_KEY)
     engine.dispose()
+
+
+def advertise_train_worker(url: str) -> Advertiser:
+    """A train worker's row kept fresh as a running worker keeps its own (with this machine's
+    memory): every submit then runs the memory check against it, as it does in a deployment."""
+    engine = create_db_engine("postgresql+psycopg://" + url.removeprefix("postgresql://"))
+    identity = WorkerIdentity(name="celery@bench-train", queues=["train"], concurrency=1)
+    advertiser = Advertiser(create_session_factory(engine), identity, timedelta(seconds=10))
+    advertiser.start()
+    return advertiser
 
 
 def explain(url: str, team_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, str]:
@@ -425,11 +446,13 @@ def main() -> int:
         "TOKENIZERS_PARALLELISM": "false",
     }
     api_processes: list[subprocess.Popen[bytes]] = []
+    advertiser: Advertiser | None = None
     try:
         started = time.perf_counter()
         upgrade_database(url)
         seeded = seed(url, args.jobs, args.events, args.teams, args.seed)
         install_keys(url, seeded.team_id)
+        advertiser = advertise_train_worker(url)
         print(f"seeded {args.jobs} jobs and {args.events} events over {args.teams} teams in "
               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
         ports = [free_port() for _ in range(args.api_processes)]
@@ -498,6 +521,8 @@ def main() -> int:
         waits = submit_to_start(api, url, seeded, args.start_samples, environment)
         plans = explain(url, seeded.team_id, seeded.job_ids[0])
     finally:
+        if advertiser is not None:
+            advertiser.stop()
         for process in api_processes:
             process.terminate()
             process.wait(timeout=30)
