@@ -8,7 +8,6 @@ adapters (Postgres, Redis, S3 over the minio client) from one `Settings` object,
 from __future__ import annotations
 
 import json
-
 import os
 import subprocess
 import time
