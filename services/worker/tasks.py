@@ -143,7 +143,14 @@ def _run(task: Task, stage: str, job_id: str) -> None:
     structlog.contextvars.bind_contextvars(job_id=job_id, stage=stage, task_id=task.request.id, **trace)
     try:
         log.info("stage task started")
-        run_stage(stage_context(), uuid.UUID(job_id), stage, stage_body(stage), task_id=task.request.id)
+        run_stage(
+            stage_context(),
+            uuid.UUID(job_id),
+            stage,
+            stage_body(stage),
+            task_id=task.request.id,
+            retries=int(task.request.retries or 0),
+        )
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "stage", "task_id", *trace)
 

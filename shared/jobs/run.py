@@ -129,7 +129,9 @@ class JobRun:
     # re-sent the stage, and the new task started) records nothing: not its heartbeat, which would
     # keep the stage looking alive, nor its end, which is the new task's to record.
 
-    def start(self, task_id: str | None) -> StartDecision:
+    def start(self, task_id: str | None, retries: int = 0) -> StartDecision:
+        """Take the job for this stage (`JobService.start_stage`). `retries`: the task's count of
+        retries for transient errors, which tells a retry from a redelivery after a death."""
         with self._job(for_update=True) as (service, job):
             if job is None:
                 return "skip"
@@ -139,7 +141,7 @@ class JobRun:
                 task_id,
                 self.ctx.settings.heartbeat_timeout,
                 max_attempts=self.ctx.settings.max_stage_attempts,
-                watch=memory_watch.snapshot(),
+                watch={**memory_watch.snapshot(), "retries": retries},
             )
         self.task_id = task_id
         return decision

@@ -326,7 +326,10 @@ class JobService:
             # what it left behind.
             job.attempt += 1
             oom_killed = watch is not None and memory_watch.oom_killed_since(previous, now)
-            failed = self.failed_runs(job)
+            # Celery's retry count grew: the last run gave the task back for a transient error
+            # (counted against `transient_retry_limit`), it did not die.
+            retried = int(now.get("retries", 0)) > int(previous.get("retries", 0))
+            failed = self.failed_runs(job, retried)
             oom_kills = self.oom_kills_seen(job) + int(oom_killed)
             if max_attempts is not None and failed >= max_attempts:
                 code, message = memory_watch.gave_up_message(
@@ -353,11 +356,12 @@ class JobService:
         return "run"
 
     @staticmethod
-    def failed_runs(job: Job) -> int:
+    def failed_runs(job: Job, retried: bool = False) -> int:
         """Runs of the running stage that ended without a word, its latest included unless it
-        handed the job back (a worker shutting down is no failure)."""
+        handed the job back (a worker shutting down is no failure) or was retried for a transient
+        error."""
         watch = job.memory_watch or {}
-        return int(watch.get("failed_runs", 0)) + (0 if watch.get("handed_back") else 1)
+        return int(watch.get("failed_runs", 0)) + (0 if watch.get("handed_back") or retried else 1)
 
     @staticmethod
     def oom_kills_seen(job: Job) -> int:

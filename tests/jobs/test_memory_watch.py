@@ -102,3 +102,18 @@ def test_a_hand_back_is_not_a_failed_attempt(db: JobDatabase) -> None:
             service.hand_back_stage(job, "train", "worker shutting down", {})
         assert _deliver(db, job_id, _watch(0)) == "run"
     assert db.job(job_id).status == "training"
+
+
+def test_a_transient_retry_is_not_a_failed_attempt(db: JobDatabase) -> None:
+    """Celery's retry count grows when a run gave the task back for a transient error (capped by
+    `transient_retry_limit` and failed `transient_exhausted` there); only a redelivery of the same
+    message, its count unchanged, is a run that died."""
+    job_id = _training(db)
+    for retries in range(5):
+        assert _deliver(db, job_id, {**_watch(0), "retries": retries}) == "run"
+    assert db.job(job_id).status == "training"
+    # The same retry delivered again three times over: died, died, died.
+    for _ in range(2):
+        assert _deliver(db, job_id, {**_watch(0), "retries": 4}) == "run"
+    assert _deliver(db, job_id, {**_watch(0), "retries": 4}) == "skip"
+    assert db.job(job_id).error_code == "worker_lost"

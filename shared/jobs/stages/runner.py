@@ -53,15 +53,22 @@ StageBody = Callable[[JobRun], StageOutcome]
 
 
 def run_stage(
-    ctx: StageContext, job_id: uuid.UUID, stage: str, body: StageBody, task_id: str | None = None
+    ctx: StageContext,
+    job_id: uuid.UUID,
+    stage: str,
+    body: StageBody,
+    task_id: str | None = None,
+    retries: int = 0,
 ) -> str | None:
     """Run `body` as `stage` of the job; returns the next stage (its task is sent after the commit).
 
-    Raises `TransientError` for the caller to retry; every other failure ends on the job.
+    `retries`: how many times the task was retried for a transient error (Celery's count); a run
+    that came back that way is not a failed attempt. Raises `TransientError` for the caller to
+    retry; every other failure ends on the job.
     """
     run = JobRun(ctx, job_id, stage)
     bound = log.bind(job_id=str(job_id), stage=stage)
-    if run.start(task_id) == "skip":
+    if run.start(task_id, retries) == "skip":
         bound.info("job not waiting for this stage; skipping")
         return None
     # The scratch folder is this run's from now on: a run the stage was taken from, finishing late
