@@ -36,6 +36,12 @@ file into the system temp folder, a non-atomic copy when that is another filesys
 lists the whole folder; its exchange tables are files rewritten in place) and SQLite's atomicity
 is the database's, not ours.
 
+Broadcasts (Celery's remote control: the reaper's revoke of a stuck task, shutdown, inspect) go
+through a fanout exchange, which kombu's SQLAlchemy transport lacks: the bindings of control queues
+are kept in the file (`FANOUT_BINDINGS`), and a broadcast is one row per bound queue. A worker killed
+outright leaves its binding, so its control queue collects the (rare) broadcasts until a worker of
+the same name starts again and reads them; Celery ignores a revoke for a task it does not hold.
+
 Messages a `var/` from before this change left in its broker folder are moved into this transport
 once, when a worker starts (`import_filesystem_messages`).
 """
@@ -51,6 +57,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from celery import Celery
 from kombu import Connection
@@ -99,8 +106,25 @@ def _configure_connection(dbapi_connection: Any, _record: object) -> None:
     cursor.close()
 
 
+# Bindings of queues to fanout exchanges, shared by every process on the file: a broadcast (Celery's
+# remote control: a revoke, a shutdown) goes to every worker's control queue, and the sender only
+# knows them from here. kombu's own SQLAlchemy channel keeps bindings in process memory and has no
+# fanout at all, so a `revoke(terminate=True)` sent by the reaper reached no worker.
+FANOUT_BINDINGS = sa.Table(
+    "temper_fanout_bindings",
+    kombu_sqlalchemy.metadata,
+    sa.Column("exchange", sa.String(200), primary_key=True),
+    sa.Column("routing_key", sa.String(200), primary_key=True),
+    sa.Column("pattern", sa.String(200), primary_key=True),
+    sa.Column("queue", sa.String(200), primary_key=True),
+)
+
+
 class Channel(kombu_sqlalchemy.Channel):
     """kombu's SQLAlchemy channel made fit for several processes on one SQLite file."""
+
+    # Fanout exchanges' bindings live in FANOUT_BINDINGS (`_queue_bind`, `get_table`, `_put_fanout`).
+    supports_fanout = True
 
     def __init__(self, connection: Any, **kwargs: Any) -> None:
         self._queue_ids: dict[str, int] = {}
@@ -174,9 +198,58 @@ class Channel(kombu_sqlalchemy.Channel):
         result: dict[str, Any] = loads(bytes_to_str(row.payload))
         return result
 
+    def _is_fanout(self, exchange: str) -> bool:
+        declared = self.state.exchanges.get(exchange)
+        return bool(declared) and declared.get("type") == "fanout"
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        if not self._is_fanout(exchange):
+            return  # direct exchanges route by the bindings each sender declares itself
+        engine, _ = self._open()
+        with engine.connect() as connection:
+            connection.execute(
+                sqlite_insert(FANOUT_BINDINGS)
+                .values(exchange=exchange, routing_key=routing_key or "", pattern=pattern or "", queue=queue)
+                .on_conflict_do_nothing()
+            )
+
+    def get_table(self, exchange: str) -> Any:
+        if not self._is_fanout(exchange):
+            return super().get_table(exchange)
+        engine, _ = self._open()
+        table = FANOUT_BINDINGS
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(table.c.routing_key, table.c.pattern, table.c.queue).where(
+                    table.c.exchange == exchange
+                )
+            ).all()
+        return [(row.routing_key, row.pattern, row.queue) for row in rows]
+
+    def _put_fanout(self, exchange: str, message: dict[str, Any], routing_key: str, **kwargs: Any) -> None:
+        for _, _, queue in self.get_table(exchange):
+            self._put(queue, message)
+
+    def queue_delete(
+        self, queue: str, if_unused: bool = False, if_empty: bool = False, **kwargs: Any
+    ) -> None:
+        """A queue deleted (a worker's control queue at its shutdown) leaves no binding behind,
+        whichever process bound it."""
+        if if_empty and self._size(queue):
+            return
+        super().queue_delete(queue, if_unused=if_unused, if_empty=if_empty, **kwargs)
+        engine, _ = self._open()
+        with engine.connect() as connection:
+            connection.execute(FANOUT_BINDINGS.delete().where(FANOUT_BINDINGS.c.queue == queue))
+
 
 class Transport(kombu_sqlalchemy.Transport):
     Channel = Channel
+    # Celery starts a worker's remote control (revoke, shutdown, inspect) only over a transport
+    # that says it broadcasts.
+    implements = kombu_sqlalchemy.Transport.implements.extend(
+        exchange_type=frozenset(["direct", "topic", "fanout"])
+    )
     # Polls are cheap reads; see POLL_INTERVAL_S.
     polling_interval = POLL_INTERVAL_S
 

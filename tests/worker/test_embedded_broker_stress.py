@@ -243,3 +243,49 @@ def test_messages_left_in_an_old_filesystem_broker_folder_are_moved_in_once_when
     assert unreadable.read_bytes() == b'{"body": "eyJ'
     log = (tmp_path / "worker.log").read_text()
     assert "moved messages from the old filesystem broker" in log and "broker message unreadable" in log
+
+
+_BIND_ELSEWHERE = """
+import sys
+from kombu import Connection, Exchange, Queue
+from shared.embedded_broker import register
+register()
+with Connection(sys.argv[1]) as connection:
+    Queue(sys.argv[2], Exchange("temper-test.broadcast", type="fanout"))(connection.default_channel).declare()
+"""
+
+
+def test_a_broadcast_reaches_queues_other_processes_bound(embedded_settings: Settings) -> None:
+    """Celery's remote control (the reaper's revoke of a stuck task, shutdown, inspect) is a fanout
+    exchange: the sender must find the control queues that each worker process bound, so bindings
+    live in the broker file, not in one process's memory."""
+    from kombu import Connection, Exchange, Producer, Queue
+
+    from shared.embedded_broker import Transport, register
+
+    register()
+    assert "fanout" in Transport.implements.exchange_type  # else Celery starts no remote control
+    url = embedded_settings.resolved_broker_url
+    embedded_settings.data_root.mkdir(parents=True, exist_ok=True)
+    for queue in ("control-a", "control-b"):
+        subprocess.run([sys.executable, "-c", _BIND_ELSEWHERE, url, queue], cwd=REPO_ROOT, check=True)
+
+    broadcast = Exchange("temper-test.broadcast", type="fanout")
+    with Connection(url) as connection:
+        Producer(connection.default_channel).publish(
+            {"revoke": "task-1"}, exchange=broadcast, declare=[broadcast]
+        )
+        received = {}
+        for queue in ("control-a", "control-b"):
+            message = Queue(queue, broadcast)(connection.default_channel).get(no_ack=True)
+            received[queue] = message.payload if message is not None else None
+        # Deleting a queue (a worker's control queue at its shutdown) takes its binding along.
+        Queue("control-b", broadcast)(connection.default_channel).delete()
+        Producer(connection.default_channel).publish(
+            {"revoke": "task-2"}, exchange=broadcast, declare=[broadcast]
+        )
+        again = Queue("control-a", broadcast)(connection.default_channel).get(no_ack=True)
+        table = connection.default_channel.get_table("temper-test.broadcast")
+    assert received == {"control-a": {"revoke": "task-1"}, "control-b": {"revoke": "task-1"}}
+    assert again is not None and again.payload == {"revoke": "task-2"}
+    assert [queue for _, _, queue in table] == ["control-a"]
