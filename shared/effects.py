@@ -64,8 +64,14 @@ class ProcessEffects:
             case DispatchJobs():
                 if self.dispatch is not None:
                     self.dispatch()
-            case EnqueueStage(job_id=job_id, stage=stage, team_id=team_id):
-                send_stage(self.celery, stage, str(job_id), team_id=str(team_id) if team_id else None)
+            case EnqueueStage(job_id=job_id, stage=stage, team_id=team_id, request_id=request_id):
+                send_stage(
+                    self.celery,
+                    stage,
+                    str(job_id),
+                    team_id=str(team_id) if team_id else None,
+                    request_id=request_id,
+                )
             case AdvanceStudy(study_id=study_id):
                 send_study_advance(self.celery, study_id)
             case DeleteObject(key=key):

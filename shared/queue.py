@@ -116,12 +116,18 @@ TEAM_ID_HEADER = "temper_team_id"
 
 
 def send_stage(
-    app: Celery, stage: str, job_id: str, countdown: float | None = None, team_id: str | None = None
+    app: Celery,
+    stage: str,
+    job_id: str,
+    countdown: float | None = None,
+    team_id: str | None = None,
+    request_id: str | None = None,
 ) -> str:
-    """Send a stage's task; the request id bound in the sender's log context goes along."""
+    """Send a stage's task; the request id bound in the sender's log context goes along (or
+    `request_id`, from a sender that works for another request: the dispatcher's thread)."""
     task_name = STAGE_TASKS[stage]
     headers: dict[str, object] = {"temper_sent_at": time.time()}
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    request_id = structlog.contextvars.get_contextvars().get("request_id") or request_id
     if request_id:
         headers[REQUEST_ID_HEADER] = str(request_id)
     if team_id:

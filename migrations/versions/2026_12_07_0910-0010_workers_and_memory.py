@@ -4,7 +4,8 @@ A `workers` table that each worker keeps fresh (queues, memory total and availab
 when one is set, CUDA devices, concurrency, `seen_at`), read by submit to refuse a job that fits no
 worker; on `jobs`, the peak memory a stage process was seen to use and the running stage's memory
 watch (its limit, estimate and the cgroup's OOM-kill count at start); on `base_models`, the shape
-numbers and parameter count submit estimates memory from. Nothing to carry over: rows registered
+numbers and parameter count submit estimates memory from; on `jobs`, the request that submitted
+the job, which the dispatcher sends along with its first task. Nothing to carry over: rows registered
 before keep `shape` empty and are checked by the train stage only.
 
 Revision ID: 0010
@@ -60,6 +61,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("peak_memory_bytes", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("memory_watch", JSONType, nullable=True))
+        batch_op.add_column(sa.Column("request_id", sa.String(length=100), nullable=True))
 
     with op.batch_alter_table("base_models", schema=None) as batch_op:
         batch_op.add_column(sa.Column("shape", JSONType, nullable=True))
@@ -69,6 +71,7 @@ def downgrade() -> None:
     with op.batch_alter_table("base_models", schema=None) as batch_op:
         batch_op.drop_column("shape")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("request_id")
         batch_op.drop_column("memory_watch")
         batch_op.drop_column("peak_memory_bytes")
     with op.batch_alter_table("workers", schema=None) as batch_op:

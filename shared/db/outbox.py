@@ -27,11 +27,13 @@ _COMMITTED_KEY = "temper_committed_effects"
 
 @dataclass(frozen=True)
 class EnqueueStage:
-    """Send the task of `stage` for the job to its queue (its team goes along for the task's logs)."""
+    """Send the task of `stage` for the job to its queue (its team, and the request that submitted
+    it when the sender's log context lacks it, go along for the task's logs)."""
 
     job_id: uuid.UUID
     stage: str
     team_id: uuid.UUID | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,9 @@ class Dispatcher:
                 data={"admitted": True, "waited_s": round(waited, 3)},
             )
         )
-        outbox(self.session).add(EnqueueStage(job.id, "validate", team_id=job.team_id))
+        outbox(self.session).add(
+            EnqueueStage(job.id, "validate", team_id=job.team_id, request_id=job.request_id)
+        )
         ADMISSION_WAIT.labels(stage="validate").observe(max(0.0, waited))
 
     # Reads -----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.orm import Session
 
 from shared.base_models.repository import BaseModelRepository
@@ -104,6 +105,7 @@ class JobService:
             latest_metrics={},
             result={},
             completed_stages=[],
+            request_id=_request_id(),
         )
         self.jobs.add_with_event(
             job, self._new_event(job, "created", to_status=JobStatus.QUEUED, message="job submitted")
@@ -531,3 +533,9 @@ class JobService:
 
 def _field_error(field: str, message: str) -> InvalidInput:
     return InvalidInput(message, details={"field": field})
+
+
+def _request_id() -> str | None:
+    """The API request this code serves, as the request middleware bound it to the log context."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return str(value)[:100] if value else None

@@ -88,9 +88,12 @@ class Job(UUIDPrimaryKey, Timestamps, Base):
     # what the team's GPU-hours quota counts.
     admitted_at: Mapped[datetime | None] = mapped_column()
     worker_seconds: Mapped[float | None] = mapped_column(sa.Float())
+    # The API request that submitted the job: the dispatcher, which admits it later on a thread of
+    # its own, sends it with the first task so that the job's log lines carry the request.
+    request_id: Mapped[str | None] = mapped_column(sa.String(100))
 
     # Memory (`shared.jobs.memory_watch`): the largest a stage process of this job was seen to use
-    # (its resident set, or its cgroup's usage when it has one to itself), and what the running
+    # (its resident set's high-water mark), and what the running
     # stage's watch knows: where it runs, its limit, the cgroup's OOM-kill count when it started,
     # the stage's own estimate. Read when a stage comes back after its worker process died.
     peak_memory_bytes: Mapped[int | None] = mapped_column(sa.BigInteger())
