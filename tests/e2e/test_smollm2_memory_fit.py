@@ -13,11 +13,7 @@ Slow: the GGUF conversion and one real optimizer step over 16 rows of 384 tokens
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +26,7 @@ from shared.db.session import create_db_engine, create_session_factory, session_
 from shared.settings import Settings
 from shared.workers.repository import WorkerRepository
 from tests.support.llm_fixtures import alpaca_rows
-from tests.support.memory_cgroup import memory_group, oom_kills, worker_in
+from tests.support.memory_cgroup import memory_group, oom_kills, stop_worker, worker_in
 from tests.support.stack import Stack, migrate
 
 pytestmark = pytest.mark.slow
@@ -116,12 +112,7 @@ def test_smollm2_at_384_tokens_is_refused_at_batch_16_and_fitted_with_auto(
                     f"peak seen {peak / GIB:.2f} GiB, free {chosen['available_bytes'] / GIB:.2f} GiB"
                 )
         finally:
-            worker.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(timeout=30)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+            stop_worker(worker)
 
 
 def _wait_for_worker_row(settings: Settings) -> None:

@@ -8,7 +8,9 @@ process past a child group's `memory.limit_in_bytes` is killed by the kernel (`o
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,3 +81,13 @@ def worker_in(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """A warm shutdown, then nothing of its process group left (a pool process stuck in a stage)."""
+    worker.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        worker.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()

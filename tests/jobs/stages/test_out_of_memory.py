@@ -5,11 +5,7 @@ finishes it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +19,7 @@ from shared.db.session import create_db_engine, create_session_factory, session_
 from shared.settings import Settings
 from shared.workers.repository import WorkerRepository
 from tests.support.llm_fixtures import ChatPair, alpaca_rows
-from tests.support.memory_cgroup import memory_group, oom_kills, worker_in
+from tests.support.memory_cgroup import memory_group, oom_kills, stop_worker, worker_in
 from tests.support.stack import Stack, migrate
 from tests.support.tiny_llama import build_tiny_chat_llama
 
@@ -126,9 +122,4 @@ def test_an_oom_killed_stage_fails_out_of_memory_and_the_worker_takes_the_next_j
             assert ran["batch_size"] == chosen["per_device_batch_size"]
             assert ran["gradient_accumulation_steps"] == chosen["gradient_accumulation_steps"]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+        stop_worker(worker)
