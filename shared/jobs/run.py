@@ -74,6 +74,8 @@ class BaseModelRef:
     name: str
     task_family: str
     source: str
+    # Whether the catalog row keeps the model's shape (submit's memory check reads it).
+    has_shape: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,9 @@ class JobRun:
                 team_id=job.team_id,
                 team_name=team.name,
                 spec=JobSpec.model_validate(job.spec),
-                base_model=BaseModelRef(base_model.name, base_model.task_family, base_model.source),
+                base_model=BaseModelRef(
+                    base_model.name, base_model.task_family, base_model.source, base_model.shape is not None
+                ),
                 train=train,
                 validation=dataset(job.validation_dataset_id),
                 test=dataset(job.test_dataset_id),
@@ -339,6 +343,15 @@ class JobRun:
         with self._job() as (service, job):
             assert job is not None
             service.note_memory_watch(job, figures)
+
+    def keep_base_model_shape(self, shape: dict[str, Any]) -> None:
+        """Give the job's catalog row the shape read from its files, when it has none (a row
+        registered before shapes were kept): submit checks the next job on it at once."""
+        with self._job() as (service, job):
+            assert job is not None
+            entry = BaseModelRepository(service.session).get(job.base_model_id)
+            if entry is not None and entry.shape is None:
+                entry.shape = shape
 
     def resolve_spec(self, spec: JobSpec, message: str, data: dict[str, Any]) -> None:
         """Store the spec as it runs from here on (an "auto" batch resolved)."""

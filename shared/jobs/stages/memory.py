@@ -9,6 +9,7 @@ handed back to kill the next worker).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from shared.errors import StageError
@@ -50,6 +51,10 @@ def fit_to_worker(run: JobRun, model_dir: Path) -> tuple[Hyperparameters, AutoBa
     if shape is None:
         raise StageError(
             f"the base model at {model_dir} has no readable config.json", code="invalid_base_model"
+        )
+    if not run.inputs.base_model.has_shape:
+        run.keep_base_model_shape(
+            {"architecture": asdict(shape.architecture), "parameters": asdict(shape.parameters)}
         )
     worker_class, available = worker_memory()
     hyperparameters = spec.hyperparameters
