@@ -13,7 +13,7 @@ import json
 import math
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -126,12 +126,29 @@ class BaseModelFiles:
     parameters: ParameterCount
 
 
-def base_model_files(source: str, store: ObjectStore | None, cache_dir: Path) -> BaseModelFiles:
+def shape_record(architecture: Architecture, parameters: ParameterCount) -> dict[str, Any]:
+    """The shape as the catalog row keeps it (`BaseModelEntry.shape`)."""
+    return {"architecture": asdict(architecture), "parameters": asdict(parameters)}
+
+
+def shape_from_record(record: dict[str, Any] | None) -> tuple[Architecture, ParameterCount] | None:
+    """A catalog row's shape; None when it has none or another version wrote it differently."""
+    if not record:
+        return None
+    try:
+        return Architecture(**record["architecture"]), ParameterCount(**record["parameters"])
+    except (KeyError, TypeError):
+        return None
+
+
+def base_model_files(
+    source: str, store: ObjectStore | None = None, cache_dir: Path | None = None
+) -> BaseModelFiles:
     """Everything but the weights of the base model at `source`, and its parameters counted.
-    `store` is needed only for a `store:` source."""
+    `store` and `cache_dir` (where its files are fetched to) are needed only for a `store:` source."""
     if source.startswith("store:"):
-        if store is None:
-            raise ValueError(f"reading {source} needs the object store")
+        if store is None or cache_dir is None:
+            raise ValueError(f"reading {source} needs the object store and a cache folder")
         prefix = source.removeprefix("store:").strip("/")
         directory = _download_without_weights(prefix, store, cache_dir)
         headers = [

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import re
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,11 +107,11 @@ class BaseModelService:
         if source.startswith("store:") and self.store is None:
             return None  # known to the workers only; the train stage checks memory there
         # Imported here: `files` reads local sources through this module's `local_model_dir`.
-        from shared.base_models.files import base_model_files
+        from shared.base_models.files import base_model_files, shape_record
 
         with tempfile.TemporaryDirectory(prefix="temper-shape-") as scratch:
             files = base_model_files(source, self.store, Path(scratch))
-        return {"architecture": asdict(files.architecture), "parameters": asdict(files.parameters)}
+        return shape_record(files.architecture, files.parameters)
 
     def _model_type(self, source: str) -> str | None:
         """`model_type` from the weights' config.json: what submit checks a spec against."""

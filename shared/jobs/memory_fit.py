@@ -15,21 +15,13 @@ before that is read once per process), and the workers' rows are read once every
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from shared.base_models.files import (
-    Architecture,
-    ParameterCount,
-    count_parameters,
-    parameters_from_config,
-    read_safetensors_header,
-)
-from shared.base_models.service import local_model_dir
+from shared.base_models.files import Architecture, ParameterCount, base_model_files, shape_from_record
 from shared.db.models import BaseModelEntry
 from shared.errors import InvalidInput
 from shared.jobs.estimate import GIB, MemoryEstimate, WorkerClass, estimate_memory
@@ -105,30 +97,19 @@ def model_shape(source: str) -> ModelShape | None:
 def catalog_shape(base_model: BaseModelEntry) -> ModelShape | None:
     """The shape kept on the catalog row at registration (every source, the object store's too), or
     read from a local source's files for a row registered before the shape was kept."""
-    if base_model.shape:
-        try:
-            return ModelShape(
-                Architecture(**base_model.shape["architecture"]),
-                ParameterCount(**base_model.shape["parameters"]),
-            )
-        except (KeyError, TypeError):
-            pass  # a row written by another version: read the files as below
+    kept = shape_from_record(base_model.shape)
+    if kept is not None:
+        return ModelShape(*kept)
     return model_shape(base_model.source)
 
 
 @functools.lru_cache(maxsize=256)
 def _local_shape(source: str) -> ModelShape | None:
     try:
-        directory = local_model_dir(source)
-        architecture = Architecture.from_config(json.loads((directory / "config.json").read_text()))
-        headers = []
-        for path in sorted(directory.glob("*.safetensors")):
-            with path.open("rb") as stream:
-                headers.append(read_safetensors_header(stream))
+        files = base_model_files(source)
     except (InvalidInput, OSError, ValueError):
         return None
-    parameters = count_parameters(headers) if headers else parameters_from_config(architecture)
-    return ModelShape(architecture, parameters)
+    return ModelShape(files.architecture, files.parameters)
 
 
 def estimate_for(

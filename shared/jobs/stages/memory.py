@@ -9,9 +9,9 @@ handed back to kill the next worker).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
+from shared.base_models.files import shape_record
 from shared.errors import StageError
 from shared.jobs.estimate import GIB, WorkerClass
 from shared.jobs.memory_fit import (
@@ -53,9 +53,7 @@ def fit_to_worker(run: JobRun, model_dir: Path) -> tuple[Hyperparameters, AutoBa
             f"the base model at {model_dir} has no readable config.json", code="invalid_base_model"
         )
     if not run.inputs.base_model.has_shape:
-        run.keep_base_model_shape(
-            {"architecture": asdict(shape.architecture), "parameters": asdict(shape.parameters)}
-        )
+        run.keep_base_model_shape(shape_record(shape.architecture, shape.parameters))
     worker_class, available = worker_memory()
     hyperparameters = spec.hyperparameters
     if hyperparameters.auto_batch:
